@@ -1,0 +1,122 @@
+//! The command line: flags and subcommands. Each doc comment is the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Keeps a host's MCP servers current, tested and tidy.
+#[derive(Debug, Parser)]
+#[command(name = "tend", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The site file (default: ./tend.toml, then $TEND_SITE; with none, built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub site: Option<PathBuf>,
+
+    /// Read the token from this file (default: $TEND_TOKEN).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Print one JSON document on stdout and nothing else there.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a playbook.
+    Run(RunArgs),
+    /// Compile playbooks and the modules they import, running nothing.
+    Lint {
+        /// The playbooks to check.
+        #[arg(required = true)]
+        playbooks: Vec<PathBuf>,
+    },
+    /// Print the primitive reference, generated from the registrations.
+    Api {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ApiFormat::Markdown)]
+        format: ApiFormat,
+    },
+    /// Check or show the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The playbook (.rhai) to run.
+    pub playbook: PathBuf,
+    /// Show the effects the playbook would apply, applying none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A value for the playbook's `vars` map (integers and true/false are converted).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, found `{text}`")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiFormat {
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exit 1 naming the first bad line.
+    Verify,
+    /// Print the newest records.
+    Tail {
+        /// How many records.
+        #[arg(short = 'n', default_value_t = 10)]
+        count: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random token and the line that grants it in tend.toml.
+    New {
+        /// The token's name, as the audit log records it.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: stage, deploy, rollback, prune.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
+}

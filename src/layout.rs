@@ -1,0 +1,81 @@
+//! The root layout of DESIGN.md, in one place: every path under `<root>` is built here.
+
+use std::path::{Path, PathBuf};
+
+/// Paths beneath one site's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn servers(&self) -> PathBuf {
+        self.root.join("servers")
+    }
+
+    pub fn server(&self, name: &str) -> PathBuf {
+        self.servers().join(name)
+    }
+
+    pub fn releases(&self, name: &str) -> PathBuf {
+        self.server(name).join("releases")
+    }
+
+    pub fn release(&self, name: &str, version: &str) -> PathBuf {
+        self.releases(name).join(version)
+    }
+
+    pub fn current(&self, name: &str) -> PathBuf {
+        self.server(name).join("current")
+    }
+
+    pub fn staging(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+
+    pub fn backups(&self) -> PathBuf {
+        self.root.join("backups")
+    }
+
+    pub fn audit(&self) -> PathBuf {
+        self.root.join("audit")
+    }
+
+    pub fn audit_log(&self) -> PathBuf {
+        self.audit().join("audit.jsonl")
+    }
+
+    pub fn reports(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+
+    pub fn report(&self, run_id: &str) -> PathBuf {
+        self.reports().join(format!("{run_id}.json"))
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// The run lock (flock).
+    pub fn lock(&self) -> PathBuf {
+        self.state().join("lock")
+    }
+
+    /// The sequence number and hash of the newest audit record.
+    pub fn audit_head(&self) -> PathBuf {
+        self.state().join("audit.head")
+    }
+}

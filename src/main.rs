@@ -1,0 +1,171 @@
+//! The `tend` binary: parses arguments, sets up logging and signals, calls the library, and
+//! maps the outcome to an exit code.
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{CommandFactory, Parser};
+use serde_json::json;
+use tend::guard::audit;
+use tend::guard::auth::{Scope, Token, TokenDigest, TokenEntry};
+use tend::layout::Layout;
+use tend::{Error, Playbook, RunOptions, Runtime, Site};
+
+use cli::{ApiFormat, AuditCommand, Cli, Command, LogFormat, TokenCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let json = cli.json;
+    match execute(cli) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(err) => {
+            eprintln!("error: {}", err.message());
+            if json {
+                println!("{}", json!({ "error": { "kind": err.kind().as_str(), "message": err.message(), "exit_code": err.exit_code() } }));
+            }
+            ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.quiet {
+        "warn"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TEND_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.without_time().with_target(true).with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+fn token(cli: &Cli) -> Result<Option<Token>, Error> {
+    if let Some(path) = &cli.token_file {
+        return Token::from_file(path).map(Some);
+    }
+    Ok(std::env::var("TEND_TOKEN").ok().map(Token::new))
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn execute(cli: Cli) -> Result<i32, Error> {
+    match &cli.command {
+        Command::Run(args) => {
+            let site = Site::discover(cli.site.as_deref())?;
+            let playbook = Playbook::from_file(&args.playbook)?;
+            let cancel = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // A second signal ends tend at once; the first stops the playbook cleanly.
+                let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&cancel));
+                let _ = signal_hook::flag::register(signal, Arc::clone(&cancel));
+            }
+            let options = RunOptions { token: token(&cli)?, dry_run: args.dry_run, vars: args.vars.iter().cloned().collect(), cancel: Some(cancel) };
+            let report = Runtime::new(site).run(&playbook, options)?;
+            if let Some(error) = &report.error {
+                eprintln!("error: {}", error.message);
+            }
+            if cli.json {
+                print_json(&serde_json::to_value(&report).unwrap_or_default());
+            } else {
+                println!("{}", report.summary());
+            }
+            Ok(report.exit_code())
+        }
+        Command::Lint { playbooks } => {
+            let runtime = Runtime::new(Site::discover(cli.site.as_deref())?);
+            let mut worst = 0;
+            let mut results = Vec::new();
+            for path in playbooks {
+                let outcome = Playbook::from_file(path).and_then(|p| runtime.lint(&p));
+                match &outcome {
+                    Ok(()) if !cli.json => println!("{}: ok", path.display()),
+                    Ok(()) => {}
+                    Err(err) => {
+                        eprintln!("error: {}", err.message());
+                        if worst == 0 {
+                            worst = err.exit_code();
+                        }
+                    }
+                }
+                results.push(json!({ "playbook": path, "ok": outcome.is_ok(), "error": outcome.err().map(|e| e.message().to_owned()) }));
+            }
+            if cli.json {
+                print_json(&json!(results));
+            }
+            Ok(worst)
+        }
+        Command::Api { format } => {
+            let runtime = Runtime::new(Site::defaults(std::env::current_dir().unwrap_or_default())?);
+            match (format, cli.json) {
+                (ApiFormat::Json, _) | (_, true) => print_json(&runtime.primitives().to_json()),
+                (ApiFormat::Markdown, false) => print!("{}", runtime.primitives().to_markdown()),
+            }
+            Ok(0)
+        }
+        Command::Audit(command) => {
+            let site = Site::discover(cli.site.as_deref())?;
+            let layout = Layout::new(&site.root);
+            match command {
+                AuditCommand::Verify => match audit::verify(&layout) {
+                    Ok(records) => {
+                        if cli.json {
+                            print_json(&json!({ "intact": true, "records": records, "path": layout.audit_log() }));
+                        } else {
+                            println!("audit log intact: {records} records in {}", layout.audit_log().display());
+                        }
+                        Ok(0)
+                    }
+                    Err(err) if cli.json => {
+                        eprintln!("error: {}", err.message());
+                        print_json(&json!({ "intact": false, "error": err.message(), "path": layout.audit_log() }));
+                        Ok(err.exit_code())
+                    }
+                    Err(err) => Err(err),
+                },
+                AuditCommand::Tail { count } => {
+                    let lines = audit::tail(&layout, *count)?;
+                    if cli.json {
+                        let records: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+                        print_json(&json!(records));
+                    } else {
+                        for line in lines {
+                            println!("{line}");
+                        }
+                    }
+                    Ok(0)
+                }
+            }
+        }
+        Command::Token(TokenCommand::New { name, scopes }) => {
+            let scopes = scopes.iter().map(|s| Scope::parse(s.trim())).collect::<Result<_, _>>()?;
+            let token = Token::generate()?;
+            let entry = TokenEntry { name: name.clone(), sha256: TokenDigest::of(&token), scopes };
+            if cli.json {
+                print_json(&json!({ "name": entry.name, "token": token.reveal(), "sha256": entry.sha256, "scopes": entry.scopes, "toml": entry.toml_line() }));
+            } else {
+                println!("{}", token.reveal());
+                eprintln!("keep the token above secret; add this entry to [auth] tokens in tend.toml:");
+                eprintln!("{}", entry.toml_line());
+            }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "tend", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Operations: plain Rust, no Rhai. Each is reached from a playbook primitive, a CLI command
+//! and the library alike; `builtins()` declares the primitives over them.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::script::primitives::{ParamType, Primitive};
+use crate::site::Site;
+
+/// One server as `servers()` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerInfo {
+    pub name: String,
+    pub package: Option<String>,
+    /// The live version: the managed release's, else the version the client config pins.
+    pub current: Option<String>,
+    /// True when `<root>/servers/<name>/current` points at a release tend installed.
+    pub managed: bool,
+    /// The client config that lists it.
+    pub client: Option<String>,
+}
+
+/// Every server of the site's client configs (and of `[servers]`).
+pub fn servers(site: &Site) -> Vec<ServerInfo> {
+    let layout = Layout::new(&site.root);
+    site.servers()
+        .into_iter()
+        .map(|entry| {
+            let managed_version = managed_version(&layout, &entry.name);
+            ServerInfo {
+                managed: managed_version.is_some(),
+                current: managed_version.or_else(|| entry.package.as_ref().and_then(|p| p.version.clone())),
+                package: entry.package.map(|p| p.name),
+                client: entry.client.map(|c| c.display().to_string()),
+                name: entry.name,
+            }
+        })
+        .collect()
+}
+
+/// The version in the `release.json` that `current` points at, if any.
+fn managed_version(layout: &Layout, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(layout.current(name).join("release.json")).ok()?;
+    let manifest: Value = serde_json::from_str(&text).ok()?;
+    manifest.get("version")?.as_str().map(str::to_owned)
+}
+
+/// Log levels a playbook may use.
+fn log(level: &str, message: &str) -> Result<()> {
+    match level {
+        "error" => tracing::error!(target: "playbook", "{message}"),
+        "warn" => tracing::warn!(target: "playbook", "{message}"),
+        "info" => tracing::info!(target: "playbook", "{message}"),
+        "debug" => tracing::debug!(target: "playbook", "{message}"),
+        "trace" => tracing::trace!(target: "playbook", "{message}"),
+        other => return Err(Error::failed(format!("unknown log level `{other}`; use error, warn, info, debug or trace"))),
+    }
+    Ok(())
+}
+
+fn arg_str(args: &[Value], i: usize) -> &str {
+    args.get(i).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The primitives every runtime has.
+pub fn builtins() -> Vec<Primitive> {
+    vec![
+        Primitive::new("servers", "array of #{name, package, current, managed, client}", "every server of the site's client configs, with its npm package and live version")
+            .body(|call, _| Ok(serde_json::to_value(servers(call.site)).unwrap_or_default())),
+        Primitive::new("site", "map: policy, thresholds, retention, monitor, limits, servers", "the site's effective settings, per-server overrides merged under `servers[name]`")
+            .body(|call, _| Ok(call.site.to_json())),
+        Primitive::new("dry_run", "bool", "true when the run only shows its effects (--dry-run)").body(|call, _| Ok(Value::Bool(call.dry_run()))),
+        Primitive::new("log", "()", "writes a message to tend's log at a level: error, warn, info, debug, trace")
+            .param("level", ParamType::String)
+            .param("message", ParamType::String)
+            .body(|_, args| log(arg_str(&args, 0), arg_str(&args, 1)).map(|()| Value::Null)),
+        Primitive::new(
+            "notify",
+            "()",
+            "sends a message to the site's [[notify]] webhooks; never fails the run (webhook delivery lands with scheduling: it is logged for now)",
+        )
+        .param("level", ParamType::String)
+        .param("message", ParamType::String)
+        .body(|call, args| {
+            let (level, message) = (arg_str(&args, 0), arg_str(&args, 1));
+            let level = if matches!(level, "error" | "warn" | "info") { level } else { "info" };
+            let _ = log(level, &format!("notify: {message}"));
+            Ok(json!({ "delivered": 0, "webhooks": call.site.notify.len() }))
+        }),
+    ]
+}

@@ -1,0 +1,429 @@
+//! The site: one host's `tend.toml` merged over embedded defaults, with paths resolved against
+//! the file's folder and the client configs it names already parsed. Every error names the
+//! file, line, column and key.
+
+mod client;
+mod settings;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{ClientConfig, ClientKind, PackageSpec, ServerEntry, infer_package};
+pub use settings::{
+    Category, Count, Limits, LimitsLayer, Monitor, MonitorLayer, OnToolChange, Policy, PolicyLayer,
+    Retention, RetentionLayer, Thresholds, ThresholdsLayer,
+};
+
+use crate::duration::HumanDuration;
+use crate::error::{Error, Result};
+use crate::guard::auth::TokenEntry;
+use crate::guard::jail::normalize;
+
+/// The client configs looked for when `tend.toml` names none.
+pub const DEFAULT_CLIENTS: [&str; 3] = [".mcp.json", "claude_desktop_config.json", ".vscode/mcp.json"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteFile {
+    root: Option<PathBuf>,
+    clients: Option<Vec<PathBuf>>,
+    registry: Option<String>,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    paths: PathsSection,
+    #[serde(default)]
+    policy: PolicyLayer,
+    #[serde(default)]
+    thresholds: ThresholdsLayer,
+    #[serde(default)]
+    retention: RetentionLayer,
+    #[serde(default)]
+    monitor: MonitorLayer,
+    #[serde(default)]
+    limits: LimitsLayer,
+    #[serde(default)]
+    schedule: Vec<Schedule>,
+    #[serde(default)]
+    notify: Vec<Notify>,
+    #[serde(default)]
+    servers: BTreeMap<String, ServerSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    #[serde(default)]
+    tokens: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathsSection {
+    #[serde(default)]
+    allow: Vec<PathBuf>,
+    #[serde(default)]
+    protect: Vec<PathBuf>,
+}
+
+/// One `[[schedule]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub name: String,
+    pub cron: String,
+    pub playbook: PathBuf,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub jitter: Option<HumanDuration>,
+}
+
+/// The events a webhook can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    Rollback,
+    Failure,
+    Update,
+    Prune,
+}
+
+/// One `[[notify]]` webhook.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    pub url: String,
+    #[serde(default = "all_events")]
+    pub on: Vec<Event>,
+}
+
+fn all_events() -> Vec<Event> {
+    vec![Event::Rollback, Event::Failure, Event::Update, Event::Prune]
+}
+
+/// A smoke tool call the health suites make for one server.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    pub tool: String,
+    #[serde(default)]
+    pub args: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub expect: Option<serde_json::Value>,
+}
+
+/// `[servers.NAME]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    package: Option<String>,
+    #[serde(default)]
+    smoke: Vec<Smoke>,
+    #[serde(default)]
+    policy: PolicyLayer,
+    #[serde(default)]
+    thresholds: ThresholdsLayer,
+    #[serde(default)]
+    retention: RetentionLayer,
+    #[serde(default)]
+    monitor: MonitorLayer,
+}
+
+/// One server's effective settings: the site's values with its own overrides merged over them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerSettings {
+    pub package: Option<String>,
+    pub smoke: Vec<Smoke>,
+    pub policy: Policy,
+    pub thresholds: Thresholds,
+    pub retention: Retention,
+    pub monitor: Monitor,
+}
+
+/// A loaded site. Fields are public so that embedding programs can build one in code.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The `tend.toml` this came from, if any.
+    pub file: Option<PathBuf>,
+    /// The folder relative paths are resolved against.
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub clients: Vec<ClientConfig>,
+    pub registry: Option<String>,
+    pub tokens: Vec<TokenEntry>,
+    pub allow: Vec<PathBuf>,
+    pub protect: Vec<PathBuf>,
+    pub policy: Policy,
+    pub thresholds: Thresholds,
+    pub retention: Retention,
+    pub monitor: Monitor,
+    pub limits: Limits,
+    pub schedule: Vec<Schedule>,
+    pub notify: Vec<Notify>,
+    overrides: BTreeMap<String, ServerSection>,
+}
+
+impl Site {
+    /// The embedded defaults for a site whose relative paths start at `dir`, with `root`
+    /// from `$TEND_HOME` or the platform data folder, and the client configs found in `dir`.
+    pub fn defaults(dir: impl Into<PathBuf>) -> Result<Site> {
+        Site::from_file(SiteFile::default(), dir.into(), None)
+    }
+
+    /// Finds and loads the site: `explicit` (from `--site`), else `./tend.toml`, else
+    /// `$TEND_SITE`, else the defaults for the working directory.
+    pub fn discover(explicit: Option<&Path>) -> Result<Site> {
+        let cwd = std::env::current_dir().map_err(|e| Error::config(format!("cannot read the working directory: {e}")))?;
+        if let Some(path) = explicit {
+            return Site::load(&cwd.join(path));
+        }
+        let local = cwd.join("tend.toml");
+        if local.is_file() {
+            return Site::load(&local);
+        }
+        if let Some(env) = std::env::var_os("TEND_SITE").filter(|v| !v.is_empty()) {
+            return Site::load(&cwd.join(env));
+        }
+        Site::defaults(cwd)
+    }
+
+    /// Loads one `tend.toml`.
+    pub fn load(path: &Path) -> Result<Site> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("cannot read site file {}: {e}", path.display())))?;
+        let path = normalize(path);
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        Site::from_toml_str(&text, &dir, Some(&path))
+    }
+
+    /// Parses site text; `file` is used in messages and as the site's identity.
+    pub fn from_toml_str(text: &str, dir: &Path, file: Option<&Path>) -> Result<Site> {
+        let shown = file.map_or_else(|| "tend.toml".to_owned(), |f| f.display().to_string());
+        let parsed: SiteFile = toml::Deserializer::parse(text)
+            .map_err(|err| toml_error(&shown, text, "", &err))
+            .and_then(|de| {
+                serde_path_to_error::deserialize(de).map_err(|err| {
+                    let key = err.path().to_string();
+                    toml_error(&shown, text, &key, err.inner())
+                })
+            })?;
+        Site::from_file(parsed, dir.to_path_buf(), file.map(Path::to_path_buf))
+    }
+
+    fn from_file(parsed: SiteFile, dir: PathBuf, file: Option<PathBuf>) -> Result<Site> {
+        let dir = normalize(&dir);
+        let root = match parsed.root {
+            Some(root) => normalize(&dir.join(root)),
+            None => default_root()?,
+        };
+        let clients = match parsed.clients {
+            Some(list) => list
+                .iter()
+                .map(|p| ClientConfig::load(&normalize(&dir.join(p))))
+                .collect::<Result<Vec<_>>>()?,
+            None => DEFAULT_CLIENTS
+                .iter()
+                .map(|p| dir.join(p))
+                .filter(|p| p.is_file())
+                .map(|p| ClientConfig::load(&p))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let mut site = Site {
+            file,
+            root,
+            clients,
+            registry: parsed.registry,
+            tokens: parsed.auth.tokens,
+            allow: parsed.paths.allow.iter().map(|p| normalize(&dir.join(p))).collect(),
+            protect: parsed.paths.protect.iter().map(|p| normalize(&dir.join(p))).collect(),
+            policy: Policy::default(),
+            thresholds: Thresholds::default(),
+            retention: Retention::default(),
+            monitor: Monitor::default(),
+            limits: Limits::default(),
+            schedule: parsed.schedule,
+            notify: parsed.notify,
+            overrides: parsed.servers,
+            dir,
+        };
+        site.policy.overlay(&parsed.policy);
+        site.thresholds.overlay(&parsed.thresholds);
+        site.retention.overlay(&parsed.retention);
+        site.monitor.overlay(&parsed.monitor);
+        site.limits.overlay(&parsed.limits);
+        Ok(site)
+    }
+
+    /// The effective settings of one server: site values with `[servers.NAME]` merged over.
+    pub fn server(&self, name: &str) -> ServerSettings {
+        let mut settings = ServerSettings {
+            package: None,
+            smoke: Vec::new(),
+            policy: self.policy.clone(),
+            thresholds: self.thresholds.clone(),
+            retention: self.retention.clone(),
+            monitor: self.monitor.clone(),
+        };
+        if let Some(o) = self.overrides.get(name) {
+            settings.package = o.package.clone();
+            settings.smoke = o.smoke.clone();
+            settings.policy.overlay(&o.policy);
+            settings.thresholds.overlay(&o.thresholds);
+            settings.retention.overlay(&o.retention);
+            settings.monitor.overlay(&o.monitor);
+        }
+        settings
+    }
+
+    /// Every server of every client config, in file order, with the package tend maps it to.
+    /// A server named only in `tend.toml` is listed too.
+    pub fn servers(&self) -> Vec<ServerEntry> {
+        let mut out: Vec<ServerEntry> = Vec::new();
+        for client in &self.clients {
+            for mut entry in client.entries() {
+                if let Some(package) = self.overrides.get(&entry.name).and_then(|o| o.package.clone()) {
+                    let version = entry.package.as_ref().and_then(|p| p.version.clone());
+                    entry.package = Some(PackageSpec { name: package, version });
+                }
+                if !out.iter().any(|e| e.name == entry.name) {
+                    out.push(entry);
+                }
+            }
+        }
+        for (name, o) in &self.overrides {
+            if !out.iter().any(|e| &e.name == name) {
+                out.push(ServerEntry {
+                    name: name.clone(),
+                    client: None,
+                    command: None,
+                    args: Vec::new(),
+                    env: BTreeMap::new(),
+                    url: None,
+                    package: o.package.clone().map(|name| PackageSpec { name, version: None }),
+                });
+            }
+        }
+        out
+    }
+
+    /// The files only adopt, swap and rollback may write: client configs and `paths.protect`.
+    pub fn protected_files(&self) -> Vec<PathBuf> {
+        self.clients.iter().map(|c| c.path.clone()).chain(self.protect.iter().cloned()).collect()
+    }
+
+    /// The effective policy as the `site()` primitive shows it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let servers: serde_json::Map<String, serde_json::Value> = self
+            .servers()
+            .iter()
+            .map(|s| (s.name.clone(), serde_json::to_value(self.server(&s.name)).unwrap_or_default()))
+            .collect();
+        serde_json::json!({
+            "file": self.file,
+            "root": self.root,
+            "clients": self.clients.iter().map(|c| &c.path).collect::<Vec<_>>(),
+            "registry": self.registry,
+            "paths": { "allow": self.allow, "protect": self.protect },
+            "policy": self.policy,
+            "thresholds": self.thresholds,
+            "retention": self.retention,
+            "monitor": self.monitor,
+            "limits": self.limits,
+            "tokens": self.tokens.iter().map(|t| serde_json::json!({"name": t.name, "scopes": t.scopes})).collect::<Vec<_>>(),
+            "schedule": self.schedule,
+            "notify": self.notify.iter().map(|n| serde_json::json!({"on": n.on})).collect::<Vec<_>>(),
+            "servers": servers,
+        })
+    }
+}
+
+fn default_root() -> Result<PathBuf> {
+    if let Some(home) = std::env::var_os("TEND_HOME").filter(|v| !v.is_empty()) {
+        let home = PathBuf::from(home);
+        let cwd = std::env::current_dir().map_err(|e| Error::config(format!("cannot read the working directory: {e}")))?;
+        return Ok(normalize(&cwd.join(home)));
+    }
+    dirs::data_dir()
+        .map(|d| d.join("tend"))
+        .ok_or_else(|| Error::config("no root: set `root` in tend.toml or TEND_HOME"))
+}
+
+/// `file:line:col: key: message`, from a toml error and the text it was read from.
+fn toml_error(file: &str, text: &str, key: &str, err: &toml::de::Error) -> Error {
+    let (line, col) = err.span().map_or((1, 1), |span| line_col(text, span.start));
+    let message = err.message().trim_end_matches('\n').trim_end_matches('.');
+    let mut out = format!("{file}:{line}:{col}: ");
+    if !key.is_empty() && key != "." {
+        out.push_str(&format!("`{key}`: "));
+    }
+    out.push_str(message);
+    Error::config(out)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Site> {
+        Site::from_toml_str(text, Path::new("/srv/site"), Some(Path::new("/srv/site/tend.toml")))
+    }
+
+    #[test]
+    fn defaults_hold_where_the_file_is_silent() {
+        let site = parse("root = \"/var/lib/tend\"\n[]\n".replace("[]\n", "").as_str()).unwrap();
+        assert_eq!(site.root, PathBuf::from("/var/lib/tend"));
+        assert_eq!(site.retention.keep_releases, Count(2));
+        assert_eq!(site.policy.min_release_age, HumanDuration::from_secs(3 * 86_400));
+        assert_eq!(site.limits.max_operations, Count(50_000_000));
+    }
+
+    #[test]
+    fn server_overrides_merge_over_site_values() {
+        let site = parse(
+            "root = \"r\"\n[policy]\nallow_major = true\nmin_release_age = \"1d\"\n\
+             [servers.memory]\npackage = \"@modelcontextprotocol/server-memory\"\n\
+             [servers.memory.policy]\nmin_release_age = \"12h\"\n[servers.memory.thresholds]\nstartup_ms = 900\n",
+        )
+        .unwrap();
+        assert_eq!(site.root, PathBuf::from("/srv/site/r"));
+        let memory = site.server("memory");
+        assert!(memory.policy.allow_major);
+        assert_eq!(memory.policy.min_release_age, HumanDuration::from_secs(12 * 3600));
+        assert_eq!(memory.thresholds.startup_ms, Count(900));
+        assert_eq!(memory.thresholds.fds, Count(1000));
+        assert_eq!(site.server("other").policy.min_release_age, HumanDuration::from_secs(86_400));
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_key() {
+        let cases = [
+            ("root = \"/r\"\n[retention]\nkeep_days = 3\n", "/srv/site/tend.toml:3:1: `retention`: unknown field `keep_days`"),
+            ("root = \"/r\"\n[retention]\nkeep_releases = \"two\"\n", "/srv/site/tend.toml:3:17: `retention.keep_releases`: invalid type: string \"two\", expected a whole number of 0 or more"),
+            ("root = \"/r\"\n[retention]\nkeep_releases = -1\n", "/srv/site/tend.toml:3:17: `retention.keep_releases`: must be 0 or more, found -1"),
+            ("root = \"/r\"\n[policy]\nmin_release_age = \"3 days\"\n", "/srv/site/tend.toml:3:19: `policy.min_release_age`: invalid duration `3 days`: expected a number followed by ms, s, m, h or d (for example `3d` or `1h30m`)"),
+            ("root = \"/r\"\n[auth]\ntokens = [{ name = \"cron\", sha256 = \"abc\", scopes = [\"stage\"] }]\n", "/srv/site/tend.toml:3:38: `auth.tokens[0].sha256`: expected the SHA-256 of the token as 64 hex digits, found 3 characters"),
+            ("root = [\n", "/srv/site/tend.toml:2:1: "),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.message().starts_with(want), "\n got: {}\nwant: {want}", err.message());
+        }
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("a\nbé = 1", 5), (2, 4));
+    }
+}
