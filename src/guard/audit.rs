@@ -1,16 +1,16 @@
 //! The audit log: `<root>/audit/audit.jsonl`, one JSON record per line, each holding the hash
 //! of the record before it and a hash of itself, so that an edited, removed or reordered
 //! record breaks the chain. `<root>/state/audit.head` names the newest record, so that cutting
-//! records off the end is detected too.
+//! records off the end is detected too. The head is written in place after the record is
+//! durable; a crash between the two leaves the head one record behind, which verify accepts.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 
 use rustix::fs::{Mode, OFlags};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::effects::write_atomic;
 use super::jail::Jail;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -43,7 +43,7 @@ struct Body<'a> {
 #[derive(Debug)]
 pub struct AuditWriter {
     file: std::fs::File,
-    state: OwnedFd,
+    head: std::fs::File,
     seq: u64,
     prev: String,
 }
@@ -55,6 +55,9 @@ impl AuditWriter {
         let path = layout.audit_log();
         let dir = jail.open_dir(&layout.audit())?;
         let state = jail.open_dir(&layout.state())?;
+        let head = rustix::fs::openat(&state, "audit.head", OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
+            .map(std::fs::File::from)
+            .map_err(|e| Error::io("open", &layout.audit_head(), e))?;
         let fd = rustix::fs::openat(&dir, "audit.jsonl", OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
             .map_err(|e| Error::io("open", &path, e))?;
         let mut file = std::fs::File::from(fd);
@@ -67,7 +70,7 @@ impl AuditWriter {
                 file.write_all(b"\n").map_err(|e| Error::io("write", &path, e))?;
             }
         }
-        Ok(AuditWriter { file, state, seq, prev })
+        Ok(AuditWriter { file, head, seq, prev })
     }
 
     /// Appends one record and makes it durable before returning.
@@ -83,7 +86,9 @@ impl AuditWriter {
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::failed(format!("cannot write the audit log: {e}")))?;
-        write_atomic(&self.state, "audit.head".as_ref(), format!("{seq} {hash}\n").as_bytes(), 0o644)
+        // Fixed width, so an in-place write always replaces the whole head.
+        self.head
+            .write_all_at(format!("{seq:020} {hash}\n").as_bytes(), 0)
             .map_err(|e| Error::failed(format!("cannot write the audit head: {e}")))?;
         self.seq = seq;
         self.prev = hash;
@@ -93,6 +98,7 @@ impl AuditWriter {
 
 fn read_head(path: &std::path::Path) -> Result<(u64, String)> {
     match std::fs::read_to_string(path) {
+        Ok(text) if text.is_empty() => Ok((0, GENESIS.to_owned())),
         Ok(text) => parse_head(&text).ok_or_else(|| Error::failed(format!("{} is damaged; run `tend audit verify`", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((0, GENESIS.to_owned())),
         Err(e) => Err(Error::io("read", path, e)),
@@ -117,6 +123,7 @@ pub fn verify(layout: &Layout) -> Result<u64> {
     let bad = |line: usize, why: String| Error::failed(format!("{}:{line}: {why}", path.display()));
     let mut prev = GENESIS.to_owned();
     let mut seq = 0u64;
+    let mut hashes: Vec<String> = Vec::new();
     let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
     let torn = lines.last().is_some_and(|l| !l.is_empty());
     if !torn {
@@ -147,9 +154,12 @@ pub fn verify(layout: &Layout) -> Result<u64> {
         }
         seq = found_seq;
         prev = hash.to_owned();
+        hashes.push(prev.clone());
     }
     let (head_seq, head_hash) = read_head(&layout.audit_head())?;
-    if head_seq != seq || (seq > 0 && head_hash != prev) {
+    // The head may trail by the one record a crash interrupted; never lead.
+    let head_matches = head_seq == 0 || hashes.get((head_seq - 1) as usize).is_some_and(|h| *h == head_hash);
+    if head_seq > seq || seq - head_seq > 1 || !head_matches {
         return Err(bad(
             lines.len() + 1,
             format!("the log ends at record {seq} but {} names record {head_seq}: records were removed from the end", layout.audit_head().display()),

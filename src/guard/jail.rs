@@ -135,11 +135,14 @@ impl Jail {
             here.push(name);
             fd = match rustix::fs::openat(&fd, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
                 Ok(next) => next,
-                Err(Errno::LOOP) => {
-                    return Err(Error::policy(format!("refused: {} is a symlink; tend does not follow links inside its roots", here.display())));
-                }
-                Err(Errno::NOTDIR) => {
-                    return Err(Error::policy(format!("refused: {} is not a directory", here.display())));
+                Err(Errno::LOOP | Errno::NOTDIR) => {
+                    let is_link = rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink);
+                    return Err(Error::policy(if is_link {
+                        format!("refused: {} is a symlink; tend does not follow links inside its roots", here.display())
+                    } else {
+                        format!("refused: {} is not a directory", here.display())
+                    }));
                 }
                 Err(e) => return Err(Error::io("open", &here, e)),
             };

@@ -55,16 +55,24 @@ pub(crate) fn innermost(err: &EvalAltResult) -> (&EvalAltResult, Option<String>,
     let mut current = err;
     loop {
         match current {
-            EvalAltResult::ErrorInModule(path, inner, _) => {
-                source = Some(path.clone());
-                pos = inner.position();
+            EvalAltResult::ErrorInModule(path, inner, at) => {
+                // An import refused before any module text was read has no path of its own:
+                // it points at the `import` statement.
+                if path.is_empty() {
+                    pos = *at;
+                } else {
+                    source = Some(path.clone());
+                    pos = inner.position();
+                }
                 current = inner;
             }
             EvalAltResult::ErrorInFunctionCall(_, fn_source, inner, _) => {
                 if !fn_source.is_empty() {
                     source = Some(fn_source.clone());
                 }
-                pos = inner.position();
+                if !inner.position().is_none() {
+                    pos = inner.position();
+                }
                 current = inner;
             }
             _ => return (current, source, pos),

@@ -64,7 +64,10 @@ impl ModuleResolver for Imports {
         let (label, text) = match self.locate(path) {
             Ok(Some(found)) => found,
             Ok(None) => return Err(Box::new(EvalAltResult::ErrorModuleNotFound(path.to_owned(), pos))),
-            Err(e) => return Err(Box::new(EvalAltResult::ErrorSystem(String::new(), Box::new(e)))),
+            Err(e) => {
+                let refused = Box::new(EvalAltResult::ErrorSystem(String::new(), Box::new(e)));
+                return Err(Box::new(EvalAltResult::ErrorInModule(String::new(), refused, pos)));
+            }
         };
         let in_module = |err: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(label.clone(), err, pos));
         let mut ast = engine.compile(&text).map_err(|e| in_module(e.into()))?;

@@ -102,7 +102,7 @@ impl Runtime {
         let mut engine = build_engine(&self.site.limits, Sandbox::unbounded());
         register_signatures(&mut engine, &self.registry);
         engine.set_module_resolver(imports);
-        let scope = vars_scope(&BTreeMap::new());
+        let scope = vars_scope(&BTreeMap::new(), false);
         // Resolving imports evaluates each module's top level, which only defines functions.
         engine
             .compile_into_self_contained(&scope, &playbook.source)
@@ -112,7 +112,7 @@ impl Runtime {
 
     /// Compiles the playbook; errors point at the source.
     pub fn compile(&self, engine: &Engine, playbook: &Playbook) -> Result<AST> {
-        let scope = vars_scope(&BTreeMap::new());
+        let scope = vars_scope(&BTreeMap::new(), false);
         let mut ast = engine.compile_with_scope(&scope, &playbook.source).map_err(|err| {
             let (kind, message) = diag::parse_error(err.err_type(), self.site.limits.max_expr_depth.0);
             let source = diag::Source { name: &playbook.name, text: &playbook.source };
@@ -159,7 +159,7 @@ impl Runtime {
             last_call: None,
         }));
         register_primitives(&mut engine, &self.registry, &state);
-        let mut scope = vars_scope(&options.vars);
+        let mut scope = vars_scope(&options.vars, true);
         let outcome = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
         drop(engine);
         let state = Rc::try_unwrap(state).map_err(|_| Error::failed("internal: run state still shared"))?.into_inner();
@@ -257,7 +257,20 @@ impl Sandbox {
 /// through `on_progress`, `eval` disabled, strict variables, `print`/`debug` to the log.
 /// Imports are refused until a resolver for the playbook's folder is set.
 pub fn build_engine(limits: &Limits, sandbox: Sandbox) -> Engine {
-    let mut engine = Engine::new();
+    use rhai::packages::{BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, LogicPackage, MoreStringPackage, Package};
+    // The packages a playbook needs; time, blob and bit-field functions are left out, which
+    // halves the cost of building the engine.
+    let mut engine = Engine::new_raw();
+    for package in [
+        CorePackage::new().as_shared_module(),
+        LogicPackage::new().as_shared_module(),
+        BasicMathPackage::new().as_shared_module(),
+        BasicArrayPackage::new().as_shared_module(),
+        BasicMapPackage::new().as_shared_module(),
+        MoreStringPackage::new().as_shared_module(),
+    ] {
+        engine.register_global_module(package);
+    }
     let limit = |count: crate::site::Count| usize::try_from(count.0).unwrap_or(usize::MAX);
     engine
         .set_max_operations(limits.max_operations.0)
@@ -294,7 +307,9 @@ pub fn build_engine(limits: &Limits, sandbox: Sandbox) -> Engine {
 }
 
 /// The `vars` constant: `--var` values, as integers or booleans where they read as such.
-fn vars_scope(vars: &BTreeMap<String, String>) -> RhaiScope<'static> {
+/// At compile time `vars` is pushed as a variable, so the optimizer cannot fold the empty
+/// map into the code; at run time it is a constant the playbook cannot change.
+fn vars_scope(vars: &BTreeMap<String, String>, constant: bool) -> RhaiScope<'static> {
     let mut map = rhai::Map::new();
     for (key, value) in vars {
         let v = if let Ok(i) = value.parse::<rhai::INT>() {
@@ -307,7 +322,11 @@ fn vars_scope(vars: &BTreeMap<String, String>) -> RhaiScope<'static> {
         map.insert(key.as_str().into(), v);
     }
     let mut scope = RhaiScope::new();
-    scope.push_constant("vars", map);
+    if constant {
+        scope.push_constant("vars", map);
+    } else {
+        scope.push("vars", map);
+    }
     scope
 }
 

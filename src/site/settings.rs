@@ -151,7 +151,7 @@ settings! {
         max_call_levels: Count = Count(64),
         max_expr_depth: Count = Count(64),
         max_string_size: Count = Count(1 << 20),
-        max_array_size: Count = Count(100_000),
+        max_array_size: Count = Count(10_000),
         max_map_size: Count = Count(10_000),
         max_modules: Count = Count(64),
         max_variables: Count = Count(10_000),
