@@ -413,7 +413,7 @@ mod tests {
             ("root = \"/r\"\n[retention]\nkeep_releases = -1\n", "/srv/site/tend.toml:3:17: `retention.keep_releases`: must be 0 or more, found -1"),
             ("root = \"/r\"\n[policy]\nmin_release_age = \"3 days\"\n", "/srv/site/tend.toml:3:19: `policy.min_release_age`: invalid duration `3 days`: expected a number followed by ms, s, m, h or d (for example `3d` or `1h30m`)"),
             ("root = \"/r\"\n[auth]\ntokens = [{ name = \"cron\", sha256 = \"abc\", scopes = [\"stage\"] }]\n", "/srv/site/tend.toml:3:37: `auth.tokens[0].sha256`: expected the SHA-256 of the token as 64 hex digits, found 3 characters"),
-            ("root = [\n", "/srv/site/tend.toml:2:1: "),
+            ("root = [\n", "/srv/site/tend.toml:1:9: unclosed array, expected `]`"),
         ];
         for (text, want) in cases {
             let err = parse(text).unwrap_err();
