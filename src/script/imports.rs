@@ -22,13 +22,29 @@ pub(crate) fn stdlib_label(name: &str) -> String {
 /// Resolves imports for one run (or lint), caching each module once.
 pub(crate) struct Imports {
     dir: PathBuf,
+    /// The playbook's text: imports resolved while compiling arrive without a position, and
+    /// are found in it to point at the `import` statement.
+    playbook: String,
     cache: RefCell<HashMap<String, Shared<Module>>>,
 }
 
 impl Imports {
-    pub fn new(dir: &Path) -> Imports {
+    pub fn new(dir: &Path, playbook: &str) -> Imports {
         let dir = dir.canonicalize().unwrap_or_else(|_| normalize(dir));
-        Imports { dir, cache: RefCell::new(HashMap::new()) }
+        Imports { dir, playbook: playbook.to_owned(), cache: RefCell::new(HashMap::new()) }
+    }
+
+    /// Where `import "path"` stands in the playbook, for an import resolved at compile time.
+    fn position_of(&self, path: &str) -> Position {
+        let needle = format!("\"{path}\"");
+        self.playbook
+            .lines()
+            .enumerate()
+            .find_map(|(i, line)| {
+                let at = line.find(&needle)?;
+                line[..at].contains("import").then(|| Position::new(i as u16 + 1, line[..at].chars().count() as u16 + 1))
+            })
+            .unwrap_or(Position::NONE)
     }
 
     /// Finds the file or stdlib module `path` names: (label for diagnostics, source text).
@@ -58,6 +74,7 @@ impl Imports {
 
 impl ModuleResolver for Imports {
     fn resolve(&self, engine: &Engine, _source: Option<&str>, path: &str, pos: Position) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let pos = if pos.is_none() { self.position_of(path) } else { pos };
         if let Some(module) = self.cache.borrow().get(path) {
             return Ok(module.clone());
         }

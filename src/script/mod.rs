@@ -98,26 +98,18 @@ impl Runtime {
 
     /// Compiles the playbook and every module it imports, running nothing.
     pub fn lint(&self, playbook: &Playbook) -> Result<()> {
-        let imports = imports::Imports::new(&playbook.dir);
         let mut engine = build_engine(&self.site.limits, Sandbox::unbounded());
-        register_signatures(&mut engine, &self.registry);
-        engine.set_module_resolver(imports);
-        let scope = vars_scope(&BTreeMap::new(), false);
-        // Resolving imports evaluates each module's top level, which only defines functions.
-        engine
-            .compile_into_self_contained(&scope, &playbook.source)
-            .map(drop)
-            .map_err(|err| self.describe(&err, playbook))
+        engine.set_module_resolver(imports::Imports::new(&playbook.dir, &playbook.source));
+        self.compile(&engine, playbook).map(drop)
     }
 
-    /// Compiles the playbook; errors point at the source.
+    /// Compiles the playbook and resolves its imports into one AST, so that a syntax error or
+    /// a refused import stops the run before it starts. A module's top level runs here and may
+    /// only define functions and constants; errors point at the source.
     pub fn compile(&self, engine: &Engine, playbook: &Playbook) -> Result<AST> {
         let scope = vars_scope(&BTreeMap::new(), false);
-        let mut ast = engine.compile_with_scope(&scope, &playbook.source).map_err(|err| {
-            let (kind, message) = diag::parse_error(err.err_type(), self.site.limits.max_expr_depth.0);
-            let source = diag::Source { name: &playbook.name, text: &playbook.source };
-            Error::new(kind, diag::render(&message, Some(&source), err.position()))
-        })?;
+        let source = playbook.source.as_str();
+        let mut ast = engine.compile_into_self_contained(&scope, source).map_err(|err| self.describe(&err, playbook, None))?;
         ast.set_source(playbook.name.as_str());
         Ok(ast)
     }
@@ -130,7 +122,7 @@ impl Runtime {
         let deadline = clock + self.site.limits.timeout.as_duration();
         let sandbox = Sandbox { deadline: Some(deadline), cancel: options.cancel.clone() };
         let mut engine = build_engine(&self.site.limits, sandbox);
-        engine.set_module_resolver(imports::Imports::new(&playbook.dir));
+        engine.set_module_resolver(imports::Imports::new(&playbook.dir, &playbook.source));
         let ast = self.compile(&engine, playbook)?;
 
         let principal = Authorizer::new(self.site.tokens.clone()).authenticate(options.token.as_ref())?;
@@ -168,7 +160,7 @@ impl Runtime {
         let (result, error) = match outcome {
             Ok(value) => (rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null), None),
             Err(err) => {
-                let described = self.describe_with_call(&err, playbook, state.last_call.as_ref());
+                let described = self.describe(&err, playbook, state.last_call.as_ref());
                 (Value::Null, Some(ReportError { kind: described.kind().as_str().into(), message: described.message().into(), exit_code: described.exit_code() }))
             }
         };
@@ -202,13 +194,9 @@ impl Runtime {
         Ok(report)
     }
 
-    fn describe(&self, err: &EvalAltResult, playbook: &Playbook) -> Error {
-        self.describe_with_call(err, playbook, None)
-    }
-
     /// Turns an engine error into a tend error pointing at the source (a module's, when the
     /// error happened inside one).
-    fn describe_with_call(&self, err: &EvalAltResult, playbook: &Playbook, last_call: Option<&(Option<String>, Position)>) -> Error {
+    fn describe(&self, err: &EvalAltResult, playbook: &Playbook, last_call: Option<&(Option<String>, Position)>) -> Error {
         let (root, source, mut pos) = diag::innermost(err);
         let (kind, message) = diag::runtime_error(root, &self.site.limits);
         let mut label = source.unwrap_or_else(|| playbook.name.clone());
@@ -349,17 +337,6 @@ fn type_id(ty: ParamType) -> TypeId {
         ParamType::Map => TypeId::of::<rhai::Map>(),
         ParamType::Array => TypeId::of::<rhai::Array>(),
         ParamType::Any => TypeId::of::<Dynamic>(),
-    }
-}
-
-/// Registers every primitive so that lint resolves calls; a call during lint is refused.
-fn register_signatures(engine: &mut Engine, registry: &Registry) {
-    for primitive in registry.iter() {
-        let types: Vec<TypeId> = primitive.params.iter().map(|p| type_id(p.ty)).collect();
-        let name = primitive.name.clone();
-        engine.register_raw_fn(primitive.name.as_str(), types, move |_ctx: NativeCallContext, _args: &mut [&mut Dynamic]| -> Result<Dynamic, Box<EvalAltResult>> {
-            Err(system(Error::failed(format!("{name}() cannot run while a playbook is only compiled"))))
-        });
     }
 }
 
