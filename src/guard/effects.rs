@@ -176,6 +176,14 @@ fn create_dir_all(jail: &Jail, path: &Path) -> Result<()> {
         }
     }
     for dir in missing.into_iter().rev() {
+        // A site's first run may need the folders above its root: the admin chose that path.
+        if jail.roots().iter().any(|root| root.starts_with(dir) && root != dir) {
+            match std::fs::create_dir(dir) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io("create", dir, e)),
+            }
+        }
         let (parent, name) = jail.open_parent(dir, &[])?;
         match rustix::fs::mkdirat(&parent, &name, Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(Errno::EXIST) => {}

@@ -274,6 +274,13 @@ pub fn build_engine(limits: &Limits, sandbox: Sandbox) -> Engine {
         .set_fail_on_invalid_map_property(true)
         .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
         .disable_symbol("eval");
+    // `package` is reserved by Rhai for future use, but it is a field of tend's maps
+    // (`servers()[0].package`): let playbooks use it as a name.
+    #[allow(deprecated)] // `on_parse_token` is marked volatile, not deprecated
+    engine.on_parse_token(|token, _, _| match token {
+        rhai::Token::Reserved(word) if word.as_str() == "package" => rhai::Token::Identifier(word),
+        other => other,
+    });
     engine.on_print(|text| tracing::info!(target: "playbook", "{text}"));
     engine.on_debug(|text, source, pos| tracing::debug!(target: "playbook", "{}{pos:?}: {text}", source.map(|s| format!("{s}:")).unwrap_or_default()));
     let Sandbox { deadline, cancel } = sandbox;

@@ -1,0 +1,652 @@
+//! tend, driven as a user drives it: the built binary in a temp site (and, for what the CLI
+//! cannot reach yet, the library's runtime with a primitive declared by the test).
+
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use tend::guard::effects::{Effect, Plan};
+use tend::{ParamType, Playbook, Primitive, RunOptions, Runtime, Scope, Site, Token};
+use util::{TEND, Test};
+
+// ---------------------------------------------------------------- running playbooks
+
+#[test]
+fn a_playbook_runs_sees_vars_and_writes_a_report_and_audit_records() {
+    let done = Test::new()
+        .file("p.rhai", "print(`hello ${vars.who}`);\nlet n = vars.n + 1;\n#{ n: n, dry: dry_run() }\n")
+        .args(&["run", "p.rhai", "--var", "who=world", "--var", "n=41"])
+        .stderr_contains(" INFO playbook: hello world\n")
+        .run();
+    let reports = done.reports();
+    assert_eq!(reports.len(), 1);
+    let report = &reports[0];
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["result"], serde_json::json!({ "n": 42, "dry": false }));
+    assert_eq!(report["calls"][0]["primitive"], "dry_run");
+    assert!(done.stdout().starts_with(&format!("run {} ok: p.rhai in ", report["id"].as_str().unwrap())));
+    let audit = done.audit_lines();
+    assert_eq!(audit.len(), 2);
+    assert!(audit[0].contains("\"primitive\":\"run.start\"") && audit[1].contains("\"primitive\":\"run.end\""));
+}
+
+#[test]
+fn json_prints_exactly_one_document_on_stdout() {
+    let done = Test::new().file("p.rhai", "print(\"to the log, not stdout\");\n1 + 1\n").args(&["--json", "run", "p.rhai"]).run();
+    let doc: serde_json::Value = serde_json::from_str(&done.stdout()).expect("stdout is one JSON document");
+    assert_eq!(doc["result"], 2);
+    assert_eq!(doc["outcome"], "ok");
+}
+
+#[test]
+fn servers_come_from_the_client_configs_with_their_npm_packages() {
+    let done = Test::new()
+        .file(
+            ".mcp.json",
+            r#"{"mcpServers": {
+                "memory": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory@2025.4.25"]},
+                "git": {"command": "uvx", "args": ["mcp-server-git"]}
+            }}"#,
+        )
+        .file("p.rhai", "servers()\n")
+        .args(&["--json", "run", "p.rhai"])
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    let client = done.path().join(".mcp.json").display().to_string();
+    assert_eq!(
+        doc["result"],
+        serde_json::json!([
+            {"name": "memory", "package": "@modelcontextprotocol/server-memory", "current": "2025.4.25", "managed": false, "client": client},
+            {"name": "git", "package": null, "current": null, "managed": false, "client": client},
+        ])
+    );
+}
+
+#[test]
+fn site_shows_per_server_overrides_merged() {
+    let done = Test::new()
+        .site("[policy]\nmin_release_age = \"1d\"\n[servers.memory]\npackage = \"@modelcontextprotocol/server-memory\"\n[servers.memory.policy]\nallow_major = true\n")
+        .file("p.rhai", "let s = site();\n[s.servers.memory.policy.allow_major, s.servers.memory.policy.min_release_age, s.policy.allow_major]\n")
+        .args(&["--json", "run", "p.rhai"])
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(doc["result"], serde_json::json!([true, "1d", false]));
+}
+
+#[test]
+fn a_thrown_error_fails_the_run_with_exit_1() {
+    Test::new()
+        .file("p.rhai", "let x = 1;\nthrow \"bad thing\";\n")
+        .args(&["-q", "run", "p.rhai"])
+        .status(1)
+        .stderr("error: uncaught error: bad thing\n --> p.rhai:2:1\n  |\n2 | throw \"bad thing\";\n  | ^\n")
+        .run();
+}
+
+#[test]
+fn lint_checks_playbooks_and_their_imports_without_running_them() {
+    Test::new()
+        .file("lib/helpers.rhai", "fn twice(x) { x * 2 }\n")
+        .file("lib/main.rhai", "import \"helpers\" as h;\nimport \"report\" as report;\nh::twice(2)\n")
+        .file("broken.rhai", "let = 3;\n")
+        .args(&["lint", "lib/main.rhai", "broken.rhai"])
+        .status(2)
+        .stdout("lib/main.rhai: ok\n")
+        .stderr("error: syntax error: Expecting name of a variable\n --> broken.rhai:1:5\n  |\n1 | let = 3;\n  |     ^\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn api_lists_every_declared_primitive() {
+    let done = Test::new().args(&["api", "--format", "json"]).run();
+    let api: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    let names: Vec<&str> = api.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["servers", "site", "dry_run", "log", "notify"]);
+    assert_eq!(api[3]["params"], serde_json::json!([{"name": "level", "type": "string"}, {"name": "message", "type": "string"}]));
+    let md = Test::new().args(&["api"]).run().stdout();
+    assert!(md.starts_with("| primitive | scope | returns | what it does |\n"), "{md}");
+    assert!(md.contains("| `log(level: string, message: string)` | — | () |"), "{md}");
+}
+
+#[test]
+fn completions_are_printed() {
+    let out = Test::new().args(&["completions", "bash"]).run().stdout();
+    assert!(out.contains("_tend()"), "{out}");
+}
+
+// ---------------------------------------------------------------- bad playbooks
+
+#[test]
+fn syntax_error_points_at_the_source_and_changes_nothing() {
+    Test::new()
+        .file("p.rhai", "let x = 1;\nlet y = x +;\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr("error: syntax error: Unexpected ';'\n --> p.rhai:2:12\n  |\n2 | let y = x +;\n  |            ^\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn an_endless_loop_hits_the_operation_limit() {
+    let done = Test::new()
+        .site("[limits]\nmax_operations = 100000\n")
+        .file("p.rhai", "let n = 0;\nloop { n += 1; }\n")
+        .args(&["-q", "run", "p.rhai"])
+        .status(5)
+        .stderr("error: sandbox limit: the playbook ran more than 100000 operations ([limits] max_operations)\n --> p.rhai:2:13\n  |\n2 | loop { n += 1; }\n  |             ^\n")
+        .unchanged_but_bookkeeping()
+        .run();
+    let report = &done.reports()[0];
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["error"]["exit_code"], 5);
+    assert!(done.audit_lines()[1].contains("\"outcome\":\"policy: sandbox limit: the playbook ran more than 100000 operations"));
+}
+
+#[test]
+fn an_endless_loop_hits_the_wall_clock_timeout() {
+    Test::new()
+        .site("[limits]\nmax_operations = 0\ntimeout = \"300ms\"\n")
+        .file("p.rhai", "loop {}\n")
+        .args(&["-q", "run", "p.rhai"])
+        .status(5)
+        .stderr_contains("error: sandbox limit: the playbook ran longer than its timeout of 300ms ([limits] timeout)\n")
+        .unchanged_but_bookkeeping()
+        .run();
+}
+
+#[test]
+fn unbounded_recursion_hits_the_call_depth_limit() {
+    Test::new()
+        .file("p.rhai", "fn down(n) { down(n + 1) }\ndown(0)\n")
+        .args(&["-q", "run", "p.rhai"])
+        .status(5)
+        .stderr("error: sandbox limit: function calls nested deeper than 64 levels ([limits] max_call_levels)\n --> p.rhai:2:1\n  |\n2 | down(0)\n  | ^\n")
+        .unchanged_but_bookkeeping()
+        .run();
+}
+
+#[test]
+fn a_string_doubled_without_end_hits_the_size_limit() {
+    Test::new()
+        .file("p.rhai", "let s = \"x\";\nloop { s += s; }\n")
+        .args(&["-q", "run", "p.rhai"])
+        .status(5)
+        .stderr("error: sandbox limit: length of string is over its limit ([limits] max_string_size, max_array_size, max_map_size)\n --> p.rhai:2:10\n  |\n2 | loop { s += s; }\n  |          ^\n")
+        .unchanged_but_bookkeeping()
+        .run();
+}
+
+#[test]
+fn an_array_grown_without_end_hits_the_size_limit() {
+    Test::new()
+        .file("p.rhai", "let a = [];\nloop { a.push(1); }\n")
+        .args(&["-q", "run", "p.rhai"])
+        .status(5)
+        .stderr("error: sandbox limit: size of array/blob is over its limit ([limits] max_string_size, max_array_size, max_map_size)\n --> p.rhai:2:10\n  |\n2 | loop { a.push(1); }\n  |          ^\n")
+        .unchanged_but_bookkeeping()
+        .run();
+}
+
+#[test]
+fn a_deeply_nested_expression_is_refused_before_the_run() {
+    let source = format!("let x = {}1{};\n", "(".repeat(100), ")".repeat(100));
+    Test::new()
+        .file("p.rhai", &source)
+        .args(&["run", "p.rhai"])
+        .status(5)
+        .stderr_contains("error: sandbox limit: expression nested deeper than 64 levels\n --> p.rhai:1:")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn an_import_outside_the_playbook_folder_is_refused_before_the_run() {
+    Test::new()
+        .file("outside.rhai", "fn f() { 1 }\n")
+        .file("books/p.rhai", "import \"../outside\" as o;\no::f()\n")
+        .args(&["run", "books/p.rhai"])
+        .status(5)
+        .stderr("error: import `../outside` is outside the playbook's folder {dir}/books; imports resolve only from that folder and stdlib/\n --> books/p.rhai:1:8\n  |\n1 | import \"../outside\" as o;\n  |        ^\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn an_import_through_a_symlink_out_of_the_folder_is_refused() {
+    let test = Test::new().file("outside/m.rhai", "fn f() { 1 }\n").file("books/p.rhai", "import \"m\" as m;\nm::f()\n");
+    std::os::unix::fs::symlink(test.path().join("outside/m.rhai"), test.path().join("books/m.rhai")).unwrap();
+    test.args(&["run", "books/p.rhai"])
+        .status(5)
+        .stderr_contains("error: import `m` is outside the playbook's folder {dir}/books;")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn eval_is_disabled() {
+    Test::new()
+        .file("p.rhai", "let x = 1;\neval(\"x + 1\")\n")
+        .args(&["run", "p.rhai"])
+        .status(5)
+        .stderr("error: sandbox: `eval` is disabled in playbooks\n --> p.rhai:2:1\n  |\n2 | eval(\"x + 1\")\n  | ^\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn a_runtime_error_inside_an_imported_module_points_into_the_module() {
+    Test::new()
+        .file("books/tools.rhai", "fn boom(x) {\n    let y = x;\n    y.no_such_method()\n}\n")
+        .file("books/p.rhai", "import \"tools\" as t;\nt::boom(1)\n")
+        .args(&["-q", "run", "books/p.rhai"])
+        .status(1)
+        .stderr("error: Function not found: no_such_method (i64)\n --> {dir}/books/tools.rhai:3:7\n  |\n3 |     y.no_such_method()\n  |       ^\n")
+        .unchanged_but_bookkeeping()
+        .run();
+}
+
+#[test]
+fn a_missing_playbook_is_a_usage_error() {
+    Test::new().args(&["run", "nope.rhai"]).status(2).stderr("error: cannot read playbook nope.rhai: No such file or directory (os error 2)\n").unchanged().run();
+}
+
+#[test]
+fn ctrl_c_stops_the_playbook_at_its_next_operation() {
+    let test = Test::new().site("[limits]\nmax_operations = 0\n").file("p.rhai", "loop {}\n");
+    std::fs::write(test.path().join("tend.toml"), format!("root = \"{}/root\"\n[limits]\nmax_operations = 0\n", test.path().display())).unwrap();
+    let child = Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(test.path()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for_lock_holder(test.path());
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::INT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: interrupted\n"));
+}
+
+// ---------------------------------------------------------------- bad tend.toml
+
+#[test]
+fn site_unknown_key() {
+    Test::new()
+        .site("[retention]\nkeep_forever = true\n")
+        .file("p.rhai", "1\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr_contains("error: {dir}/tend.toml:3:1: `retention.keep_forever`: unknown field `keep_forever`, expected one of `staging_days`, ")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn site_wrong_type() {
+    Test::new()
+        .site("[policy]\nallow_major = \"yes\"\n")
+        .file("p.rhai", "1\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr("error: {dir}/tend.toml:3:15: `policy.allow_major`: invalid type: string \"yes\", expected a boolean\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn site_negative_retention() {
+    Test::new()
+        .site("[retention]\nkeep_backups = -3\n")
+        .file("p.rhai", "1\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr("error: {dir}/tend.toml:3:16: `retention.keep_backups`: must be 0 or more, found -3\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn site_bad_duration() {
+    Test::new()
+        .site("[monitor]\ninterval = \"10 seconds\"\n")
+        .file("p.rhai", "1\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr("error: {dir}/tend.toml:3:12: `monitor.interval`: invalid duration `10 seconds`: expected a number followed by ms, s, m, h or d (for example `3d` or `1h30m`)\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn site_file_given_with_site_flag_is_missing() {
+    Test::new()
+        .file("p.rhai", "1\n")
+        .args(&["--site", "missing.toml", "run", "p.rhai"])
+        .status(2)
+        .stderr("error: cannot read site file {dir}/missing.toml: No such file or directory (os error 2)\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn site_client_config_that_is_not_json() {
+    Test::new()
+        .file(".mcp.json", "{\n  \"mcpServers\": {\n    \"memory\": { \"command\": \"npx\", }\n  }\n}\n")
+        .file("p.rhai", "1\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr("error: {dir}/.mcp.json:3:35: invalid JSON: trailing comma\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn site_token_line_with_a_short_hash() {
+    Test::new()
+        .site("[auth]\ntokens = [{ name = \"cron\", sha256 = \"0123abcd\", scopes = [\"stage\"] }]\n")
+        .file("p.rhai", "1\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr("error: {dir}/tend.toml:3:37: `auth.tokens[0].sha256`: expected the SHA-256 of the token as 64 hex digits, found 8 characters\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn site_unknown_scope() {
+    Test::new()
+        .site(&format!("[auth]\ntokens = [{{ name = \"cron\", sha256 = \"{}\", scopes = [\"root\"] }}]\n", "a".repeat(64)))
+        .file("p.rhai", "1\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr_contains("`auth.tokens[0].scopes[0]`: unknown variant `root`, expected one of `stage`, `deploy`, `rollback`, `prune`\n")
+        .unchanged()
+        .run();
+}
+
+// ---------------------------------------------------------------- tokens
+
+const SECRET: &str = "tend_0123456789abcdef0123456789abcdef";
+
+fn token_line(scopes: &str) -> String {
+    format!("[auth]\ntokens = [{{ name = \"cron\", sha256 = \"{}\", scopes = [{scopes}] }}]\n", hex::encode(Sha256::digest(SECRET)))
+}
+
+#[test]
+fn token_new_prints_a_token_whose_sha256_is_the_line_it_prints() {
+    let done = Test::new().args(&["--json", "token", "new", "--name", "cron", "--scopes", "stage,deploy"]).run();
+    let doc: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    let token = doc["token"].as_str().unwrap();
+    assert!(token.starts_with("tend_") && token.len() == 5 + 64, "{token}");
+    let digest = hex::encode(Sha256::digest(token));
+    assert_eq!(doc["toml"], format!("{{ name = \"cron\", sha256 = \"{digest}\", scopes = [\"stage\", \"deploy\"] }}"));
+    let again = Test::new().args(&["token", "new", "--name", "x", "--scopes", "prune"]).run().stdout();
+    assert_ne!(again.trim(), token);
+    Test::new().args(&["token", "new", "--name", "x", "--scopes", "sudo"]).status(2).stderr("error: unknown scope `sudo`; scopes are stage, deploy, rollback, prune\n").run();
+}
+
+#[test]
+fn the_right_token_runs_under_its_name_and_never_appears_anywhere() {
+    let done = Test::new()
+        .site(&token_line("\"stage\""))
+        .file("token", &format!("{SECRET}\n"))
+        .file("p.rhai", "print(\"hi\");\n1\n")
+        .args(&["-v", "--token-file", "token", "run", "p.rhai"])
+        .run();
+    assert!(done.audit_lines()[0].contains("\"token\":\"cron\""));
+    assert_eq!(done.reports()[0]["token"], "cron");
+    let stderr = String::from_utf8_lossy(&done.output.stderr);
+    assert!(!stderr.contains(SECRET) && !done.stdout().contains(SECRET));
+    for (path, _) in util::snapshot(&done.path().join("root")) {
+        let text = std::fs::read_to_string(done.path().join("root").join(&path)).unwrap_or_default();
+        assert!(!text.contains(SECRET), "{path} holds the token");
+    }
+}
+
+#[test]
+fn token_from_the_environment() {
+    let done = Test::new().site(&token_line("\"prune\"")).file("p.rhai", "1\n").env("TEND_TOKEN", SECRET).args(&["run", "p.rhai"]).run();
+    assert_eq!(done.reports()[0]["token"], "cron");
+}
+
+#[test]
+fn wrong_empty_and_prefix_tokens_exit_4_and_change_nothing() {
+    for (bad, message) in [
+        ("tend_wrong", "error: the token does not match any token in [auth]\n"),
+        ("", "error: the token is empty\n"),
+        (&SECRET[..20], "error: the token does not match any token in [auth]\n"),
+        (&format!("{SECRET}x"), "error: the token does not match any token in [auth]\n"),
+    ] {
+        Test::new().site(&token_line("\"stage\"")).file("token", bad).file("p.rhai", "1\n").args(&["--token-file", "token", "run", "p.rhai"]).status(4).stderr(message).unchanged().run();
+    }
+    Test::new()
+        .site(&token_line("\"stage\""))
+        .file("p.rhai", "1\n")
+        .args(&["--token-file", "missing", "run", "p.rhai"])
+        .status(4)
+        .stderr("error: cannot read token file missing: No such file or directory (os error 2)\n")
+        .unchanged()
+        .run();
+}
+
+// ---------------------------------------------------------------- the guard, through the library
+
+/// A site in `dir` whose root is `dir/root`, with a client config and one token.
+fn library_site(dir: &Path, scopes: &str) -> Site {
+    if !dir.join(".mcp.json").exists() {
+        std::fs::write(dir.join(".mcp.json"), "{\"mcpServers\": {}}\n").unwrap();
+    }
+    let text = format!("root = \"root\"\nclients = [\".mcp.json\"]\n{}", token_line(scopes));
+    Site::from_toml_str(&text, dir, Some(&dir.join("tend.toml"))).unwrap()
+}
+
+/// A mutating primitive that writes `path` (as given by the playbook) with the `stage` scope;
+/// `declare` names a protected file it declares.
+fn writer(declare: Option<std::path::PathBuf>) -> Primitive {
+    Primitive::new("write_file", "()", "writes a file (test primitive)")
+        .param("path", ParamType::String)
+        .scope(Scope::Stage)
+        .body(move |call, args| {
+            let path = std::path::PathBuf::from(args[0].as_str().unwrap());
+            let mut plan = Plan::new().with(Effect::WriteFile { path, contents: b"written".to_vec(), mode: 0o644 });
+            if let Some(d) = &declare {
+                plan = plan.declaring(d.clone());
+            }
+            call.execute(&plan)?;
+            Ok(serde_json::Value::Null)
+        })
+}
+
+fn run_writer(dir: &Path, scopes: &str, token: Option<&str>, declare: Option<std::path::PathBuf>, source: &str, dry_run: bool) -> tend::Result<tend::RunReport> {
+    let mut runtime = Runtime::new(library_site(dir, scopes));
+    runtime.register(writer(declare));
+    let options = RunOptions { token: token.map(Token::new), dry_run, ..RunOptions::default() };
+    runtime.run(&Playbook::from_source("p.rhai", source, dir), options)
+}
+
+#[test]
+fn a_mutating_primitive_needs_its_scope_and_try_catch_cannot_hide_that() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("root/x.txt");
+    let source = format!("try {{ write_file(\"{}\"); }} catch (e) {{ print(\"caught\"); }}\n", target.display());
+    let no_token = run_writer(dir.path(), "\"stage\"", None, None, &source, false).unwrap();
+    let err = no_token.error.unwrap();
+    assert_eq!((err.exit_code, err.kind.as_str()), (4, "unauthorized"));
+    assert!(err.message.starts_with("write_file() needs a token with the `stage` scope; no token was given (use --token-file or TEND_TOKEN)\n --> p.rhai:1:7"), "{}", err.message);
+    let unscoped = run_writer(dir.path(), "\"deploy\"", Some(SECRET), None, &source, false).unwrap();
+    assert!(unscoped.error.unwrap().message.starts_with("write_file() needs a token with the `stage` scope; token `cron` does not have it"));
+    assert!(!target.exists());
+
+    let ok = run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &source, false).unwrap();
+    assert_eq!(ok.exit_code(), 0);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "written");
+    let audit = std::fs::read_to_string(dir.path().join("root/audit/audit.jsonl")).unwrap();
+    let record = audit.lines().find(|l| l.contains("\"primitive\":\"write_file\"")).expect("audited");
+    assert!(record.contains(&format!("\"effects\":[\"write {} (7 bytes)\"]", target.display())), "{record}");
+    assert!(record.contains("\"token\":\"cron\""));
+}
+
+#[test]
+fn dry_run_shows_effects_and_applies_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("root/x.txt");
+    let report = run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &format!("write_file(\"{}\")", target.display()), true).unwrap();
+    assert_eq!(report.exit_code(), 0);
+    assert!(report.dry_run);
+    assert_eq!(report.calls[0].effects, [format!("write {} (7 bytes)", target.display())]);
+    assert!(!target.exists());
+}
+
+#[test]
+fn writes_outside_the_jail_are_refused_with_exit_5_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(dir.path().join("root2")).unwrap();
+    std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside"), root.join("escape")).unwrap();
+    let client = dir.path().join(".mcp.json");
+    let cases = [
+        (format!("{}/../outside/x", root.display()), format!("refused: {}/../outside/x contains `..` or `.`", root.display())),
+        (format!("{}/root2/x", dir.path().display()), format!("refused: {}/root2/x is outside the allowed roots ({})", dir.path().display(), root.display())),
+        (format!("{}/escape/x", root.display()), format!("refused: {}/escape is a symlink; tend does not follow links inside its roots", root.display())),
+        (client.display().to_string(), format!("refused: {} is a protected file (a client config or paths.protect); only adopt, swap and rollback may write it", client.display())),
+    ];
+    for (path, want) in cases {
+        library_site(dir.path(), "\"stage\"");
+        let before = util::snapshot(dir.path());
+        let report = run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &format!("write_file(\"{path}\")"), false).unwrap();
+        let err = report.error.expect("refused");
+        assert_eq!(err.exit_code, 5, "{path}");
+        assert!(err.message.starts_with(&format!("{want}\n --> p.rhai:1:1")), "{path}:\n{}", err.message);
+        let after = util::snapshot(dir.path());
+        let outside_bookkeeping = |m: &std::collections::BTreeMap<String, String>| {
+            m.iter().filter(|(k, _)| !["root/audit", "root/reports", "root/state"].iter().any(|b| k.starts_with(b))).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(outside_bookkeeping(&before), outside_bookkeeping(&after), "{path}");
+    }
+    // The same client config, declared by the operation, may be written.
+    let report = run_writer(dir.path(), "\"stage\"", Some(SECRET), Some(client.clone()), &format!("write_file(\"{}\")", client.display()), false).unwrap();
+    assert_eq!(report.exit_code(), 0, "{:?}", report.error);
+    assert_eq!(std::fs::read_to_string(&client).unwrap(), "written");
+}
+
+// ---------------------------------------------------------------- audit
+
+fn audited_site() -> util::Done {
+    let done = Test::new().file("p.rhai", "1\n").args(&["-q", "run", "p.rhai"]).run();
+    for _ in 0..2 {
+        assert!(Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(done.path()).status().unwrap().success());
+    }
+    done
+}
+
+fn verify(dir: &Path) -> (i32, String, String) {
+    let out = Command::new(TEND).args(["audit", "verify"]).current_dir(dir).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn edit_audit(dir: &Path, change: impl FnOnce(&mut Vec<String>) -> String) -> String {
+    let path = dir.join("root/audit/audit.jsonl");
+    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned).collect();
+    let text = change(&mut lines);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn audit_verify_accepts_an_intact_log_and_tail_shows_the_newest() {
+    let done = audited_site();
+    let (code, stdout, _) = verify(done.path());
+    assert_eq!(code, 0);
+    assert_eq!(stdout, format!("audit log intact: 6 records in {}/root/audit/audit.jsonl\n", done.path().display()));
+    let tail = Command::new(TEND).args(["audit", "tail", "-n", "2"]).current_dir(done.path()).output().unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&tail.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines, done.audit_lines()[4..]);
+}
+
+#[test]
+fn audit_verify_detects_an_edited_record() {
+    let done = audited_site();
+    let log = edit_audit(done.path(), |lines| {
+        lines[2] = lines[2].replace("\"outcome\":\"ok\"", "\"outcome\":\"OK\"");
+        lines.join("\n") + "\n"
+    });
+    assert_eq!(verify(done.path()), (1, String::new(), format!("error: {log}:3: the record was edited (its hash does not match its content)\n")));
+}
+
+#[test]
+fn audit_verify_detects_a_removed_record() {
+    let done = audited_site();
+    let log = edit_audit(done.path(), |lines| {
+        lines.remove(2);
+        lines.join("\n") + "\n"
+    });
+    assert_eq!(verify(done.path()), (1, String::new(), format!("error: {log}:3: expected record 3 but found record 4: records were removed or reordered\n")));
+}
+
+#[test]
+fn audit_verify_detects_reordered_records() {
+    let done = audited_site();
+    let log = edit_audit(done.path(), |lines| {
+        lines.swap(1, 2);
+        lines.join("\n") + "\n"
+    });
+    assert_eq!(verify(done.path()), (1, String::new(), format!("error: {log}:2: expected record 2 but found record 3: records were removed or reordered\n")));
+}
+
+#[test]
+fn audit_verify_detects_records_cut_from_the_end() {
+    let done = audited_site();
+    let log = edit_audit(done.path(), |lines| {
+        lines.truncate(4);
+        lines.join("\n") + "\n"
+    });
+    assert_eq!(
+        verify(done.path()),
+        (1, String::new(), format!("error: {log}:5: the log ends at record 4 but {}/root/state/audit.head names record 6: records were removed from the end\n", done.path().display()))
+    );
+}
+
+#[test]
+fn audit_verify_detects_a_file_truncated_mid_line() {
+    let done = audited_site();
+    let log = edit_audit(done.path(), |lines| {
+        let text = lines.join("\n");
+        text[..text.len() - 30].to_owned()
+    });
+    assert_eq!(verify(done.path()), (1, String::new(), format!("error: {log}:6: the record is cut off (the file ends mid-line)\n")));
+}
+
+// ---------------------------------------------------------------- the run lock
+
+/// Waits until a running tend has taken the site lock (it writes its pid into the lock file).
+fn wait_for_lock_holder(dir: &Path) {
+    let lock = dir.join("root/state/lock");
+    for _ in 0..500 {
+        if std::fs::read_to_string(&lock).is_ok_and(|t| t.starts_with("pid ")) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("tend never took the lock");
+}
+
+#[test]
+fn a_second_run_exits_3_at_once_and_changes_nothing() {
+    let test = Test::new().file("slow.rhai", "loop {}\n").file("p.rhai", "1\n");
+    std::fs::write(test.path().join("tend.toml"), format!("root = \"{}/root\"\n[limits]\nmax_operations = 0\ntimeout = \"20s\"\n", test.path().display())).unwrap();
+    let mut first = Command::new(TEND).args(["-q", "run", "slow.rhai"]).current_dir(test.path()).spawn().unwrap();
+    wait_for_lock_holder(test.path());
+    let before = util::snapshot(test.path());
+    let second = Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(test.path()).output().unwrap();
+    let after = util::snapshot(test.path());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(second.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let want = format!("error: another run holds the site lock {}/root/state/lock (pid {} run ", test.path().display(), first.id());
+    assert!(stderr.starts_with(&want), "{stderr}");
+    assert_eq!(before, after);
+    // The kernel released the killed run's lock: the next run goes ahead.
+    assert!(Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(test.path()).status().unwrap().success());
+}
