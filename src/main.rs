@@ -26,7 +26,10 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {}", err.message());
             if json {
-                println!("{}", json!({ "error": { "kind": err.kind().as_str(), "message": err.message(), "exit_code": err.exit_code() } }));
+                println!(
+                    "{}",
+                    json!({ "error": { "kind": err.kind().as_str(), "message": err.message(), "exit_code": err.exit_code() } })
+                );
             }
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
         }
@@ -43,11 +46,18 @@ fn init_logging(cli: &Cli) {
             _ => "trace",
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TEND_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TEND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.without_time().with_target(true).with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => builder
+            .without_time()
+            .with_target(true)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
     }
 }
 
@@ -59,7 +69,10 @@ fn token(cli: &Cli) -> Result<Option<Token>, Error> {
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 fn execute(cli: Cli) -> Result<i32, Error> {
@@ -70,10 +83,19 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             let cancel = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 // A second signal ends tend at once; the first stops the playbook cleanly.
-                let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&cancel));
+                let _ = signal_hook::flag::register_conditional_shutdown(
+                    signal,
+                    130,
+                    Arc::clone(&cancel),
+                );
                 let _ = signal_hook::flag::register(signal, Arc::clone(&cancel));
             }
-            let options = RunOptions { token: token(&cli)?, dry_run: args.dry_run, vars: args.vars.iter().cloned().collect(), cancel: Some(cancel) };
+            let options = RunOptions {
+                token: token(&cli)?,
+                dry_run: args.dry_run,
+                vars: args.vars.iter().cloned().collect(),
+                cancel: Some(cancel),
+            };
             let report = Runtime::new(site).run(&playbook, options)?;
             if let Some(error) = &report.error {
                 eprintln!("error: {}", error.message);
@@ -109,7 +131,8 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             Ok(worst)
         }
         Command::Api { format } => {
-            let runtime = Runtime::new(Site::defaults(std::env::current_dir().unwrap_or_default())?);
+            let runtime =
+                Runtime::new(Site::defaults(std::env::current_dir().unwrap_or_default())?);
             match (format, cli.json) {
                 (ApiFormat::Json, _) | (_, true) => print_json(&runtime.primitives().to_json()),
                 (ApiFormat::Markdown, false) => print!("{}", runtime.primitives().to_markdown()),
@@ -123,15 +146,22 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 AuditCommand::Verify => match audit::verify(&layout) {
                     Ok(records) => {
                         if cli.json {
-                            print_json(&json!({ "intact": true, "records": records, "path": layout.audit_log() }));
+                            print_json(
+                                &json!({ "intact": true, "records": records, "path": layout.audit_log() }),
+                            );
                         } else {
-                            println!("audit log intact: {records} records in {}", layout.audit_log().display());
+                            println!(
+                                "audit log intact: {records} records in {}",
+                                layout.audit_log().display()
+                            );
                         }
                         Ok(0)
                     }
                     Err(err) if cli.json => {
                         eprintln!("error: {}", err.message());
-                        print_json(&json!({ "intact": false, "error": err.message(), "path": layout.audit_log() }));
+                        print_json(
+                            &json!({ "intact": false, "error": err.message(), "path": layout.audit_log() }),
+                        );
                         Ok(err.exit_code())
                     }
                     Err(err) => Err(err),
@@ -139,7 +169,10 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 AuditCommand::Tail { count } => {
                     let lines = audit::tail(&layout, *count)?;
                     if cli.json {
-                        let records: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+                        let records: Vec<serde_json::Value> = lines
+                            .iter()
+                            .filter_map(|l| serde_json::from_str(l).ok())
+                            .collect();
                         print_json(&json!(records));
                     } else {
                         for line in lines {
@@ -151,14 +184,25 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             }
         }
         Command::Token(TokenCommand::New { name, scopes }) => {
-            let scopes = scopes.iter().map(|s| Scope::parse(s.trim())).collect::<Result<_, _>>()?;
+            let scopes = scopes
+                .iter()
+                .map(|s| Scope::parse(s.trim()))
+                .collect::<Result<_, _>>()?;
             let token = Token::generate()?;
-            let entry = TokenEntry { name: name.clone(), sha256: TokenDigest::of(&token), scopes };
+            let entry = TokenEntry {
+                name: name.clone(),
+                sha256: TokenDigest::of(&token),
+                scopes,
+            };
             if cli.json {
-                print_json(&json!({ "name": entry.name, "token": token.reveal(), "sha256": entry.sha256, "scopes": entry.scopes, "toml": entry.toml_line() }));
+                print_json(
+                    &json!({ "name": entry.name, "token": token.reveal(), "sha256": entry.sha256, "scopes": entry.scopes, "toml": entry.toml_line() }),
+                );
             } else {
                 println!("{}", token.reveal());
-                eprintln!("keep the token above secret; add this entry to [auth] tokens in tend.toml:");
+                eprintln!(
+                    "keep the token above secret; add this entry to [auth] tokens in tend.toml:"
+                );
                 eprintln!("{}", entry.toml_line());
             }
             Ok(0)

@@ -1,6 +1,8 @@
 //! tend, driven as a user drives it: the built binary in a temp site (and, for what the CLI
 //! cannot reach yet, the library's runtime with a primitive declared by the test).
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
+
 mod util;
 
 use std::path::Path;
@@ -16,7 +18,10 @@ use util::{TEND, Test};
 #[test]
 fn a_playbook_runs_sees_vars_and_writes_a_report_and_audit_records() {
     let done = Test::new()
-        .file("p.rhai", "print(`hello ${vars.who}`);\nlet n = vars.n + 1;\n#{ n: n, dry: dry_run() }\n")
+        .file(
+            "p.rhai",
+            "print(`hello ${vars.who}`);\nlet n = vars.n + 1;\n#{ n: n, dry: dry_run() }\n",
+        )
         .args(&["run", "p.rhai", "--var", "who=world", "--var", "n=41"])
         .stderr_contains(" INFO playbook: hello world\n")
         .run();
@@ -24,18 +29,31 @@ fn a_playbook_runs_sees_vars_and_writes_a_report_and_audit_records() {
     assert_eq!(reports.len(), 1);
     let report = &reports[0];
     assert_eq!(report["outcome"], "ok");
-    assert_eq!(report["result"], serde_json::json!({ "n": 42, "dry": false }));
+    assert_eq!(
+        report["result"],
+        serde_json::json!({ "n": 42, "dry": false })
+    );
     assert_eq!(report["calls"][0]["primitive"], "dry_run");
-    assert!(done.stdout().starts_with(&format!("run {} ok: p.rhai in ", report["id"].as_str().unwrap())));
+    assert!(done.stdout().starts_with(&format!(
+        "run {} ok: p.rhai in ",
+        report["id"].as_str().unwrap()
+    )));
     let audit = done.audit_lines();
     assert_eq!(audit.len(), 2);
-    assert!(audit[0].contains("\"primitive\":\"run.start\"") && audit[1].contains("\"primitive\":\"run.end\""));
+    assert!(
+        audit[0].contains("\"primitive\":\"run.start\"")
+            && audit[1].contains("\"primitive\":\"run.end\"")
+    );
 }
 
 #[test]
 fn json_prints_exactly_one_document_on_stdout() {
-    let done = Test::new().file("p.rhai", "print(\"to the log, not stdout\");\n1 + 1\n").args(&["--json", "run", "p.rhai"]).run();
-    let doc: serde_json::Value = serde_json::from_str(&done.stdout()).expect("stdout is one JSON document");
+    let done = Test::new()
+        .file("p.rhai", "print(\"to the log, not stdout\");\n1 + 1\n")
+        .args(&["--json", "run", "p.rhai"])
+        .run();
+    let doc: serde_json::Value =
+        serde_json::from_str(&done.stdout()).expect("stdout is one JSON document");
     assert_eq!(doc["result"], 2);
     assert_eq!(doc["outcome"], "ok");
 }
@@ -103,12 +121,26 @@ fn lint_checks_playbooks_and_their_imports_without_running_them() {
 fn api_lists_every_declared_primitive() {
     let done = Test::new().args(&["api", "--format", "json"]).run();
     let api: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
-    let names: Vec<&str> = api.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = api
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["servers", "site", "dry_run", "log", "notify"]);
-    assert_eq!(api[3]["params"], serde_json::json!([{"name": "level", "type": "string"}, {"name": "message", "type": "string"}]));
+    assert_eq!(
+        api[3]["params"],
+        serde_json::json!([{"name": "level", "type": "string"}, {"name": "message", "type": "string"}])
+    );
     let md = Test::new().args(&["api"]).run().stdout();
-    assert!(md.starts_with("| primitive | scope | returns | what it does |\n"), "{md}");
-    assert!(md.contains("| `log(level: string, message: string)` | — | () |"), "{md}");
+    assert!(
+        md.starts_with("| primitive | scope | returns | what it does |\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `log(level: string, message: string)` | — | () |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -143,7 +175,9 @@ fn an_endless_loop_hits_the_operation_limit() {
     let report = &done.reports()[0];
     assert_eq!(report["outcome"], "failed");
     assert_eq!(report["error"]["exit_code"], 5);
-    assert!(done.audit_lines()[1].contains("\"outcome\":\"policy: sandbox limit: the playbook ran more than 100000 operations"));
+    assert!(done.audit_lines()[1].contains(
+        "\"outcome\":\"policy: sandbox limit: the playbook ran more than 100000 operations"
+    ));
 }
 
 #[test]
@@ -198,7 +232,9 @@ fn a_deeply_nested_expression_is_refused_before_the_run() {
         .file("p.rhai", &source)
         .args(&["run", "p.rhai"])
         .status(5)
-        .stderr_contains("error: sandbox limit: expression nested deeper than 64 levels\n --> p.rhai:1:")
+        .stderr_contains(
+            "error: sandbox limit: expression nested deeper than 64 levels\n --> p.rhai:1:",
+        )
         .unchanged()
         .run();
 }
@@ -217,8 +253,14 @@ fn an_import_outside_the_playbook_folder_is_refused_before_the_run() {
 
 #[test]
 fn an_import_through_a_symlink_out_of_the_folder_is_refused() {
-    let test = Test::new().file("outside/m.rhai", "fn f() { 1 }\n").file("books/p.rhai", "import \"m\" as m;\nm::f()\n");
-    std::os::unix::fs::symlink(test.path().join("outside/m.rhai"), test.path().join("books/m.rhai")).unwrap();
+    let test = Test::new()
+        .file("outside/m.rhai", "fn f() { 1 }\n")
+        .file("books/p.rhai", "import \"m\" as m;\nm::f()\n");
+    std::os::unix::fs::symlink(
+        test.path().join("outside/m.rhai"),
+        test.path().join("books/m.rhai"),
+    )
+    .unwrap();
     test.args(&["run", "books/p.rhai"])
         .status(5)
         .stderr_contains("error: import `m` is outside the playbook's folder {dir}/books;")
@@ -251,16 +293,39 @@ fn a_runtime_error_inside_an_imported_module_points_into_the_module() {
 
 #[test]
 fn a_missing_playbook_is_a_usage_error() {
-    Test::new().args(&["run", "nope.rhai"]).status(2).stderr("error: cannot read playbook nope.rhai: No such file or directory (os error 2)\n").unchanged().run();
+    Test::new()
+        .args(&["run", "nope.rhai"])
+        .status(2)
+        .stderr("error: cannot read playbook nope.rhai: No such file or directory (os error 2)\n")
+        .unchanged()
+        .run();
 }
 
 #[test]
 fn ctrl_c_stops_the_playbook_at_its_next_operation() {
-    let test = Test::new().site("[limits]\nmax_operations = 0\n").file("p.rhai", "loop {}\n");
-    std::fs::write(test.path().join("tend.toml"), format!("root = \"{}/root\"\n[limits]\nmax_operations = 0\n", test.path().display())).unwrap();
-    let child = Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(test.path()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let test = Test::new()
+        .site("[limits]\nmax_operations = 0\n")
+        .file("p.rhai", "loop {}\n");
+    std::fs::write(
+        test.path().join("tend.toml"),
+        format!(
+            "root = \"{}/root\"\n[limits]\nmax_operations = 0\n",
+            test.path().display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(TEND)
+        .args(["-q", "run", "p.rhai"])
+        .current_dir(test.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_lock_holder(test.path());
-    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::INT).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: interrupted\n"));
@@ -299,7 +364,9 @@ fn site_negative_retention() {
         .file("p.rhai", "1\n")
         .args(&["run", "p.rhai"])
         .status(2)
-        .stderr("error: {dir}/tend.toml:3:16: `retention.keep_backups`: must be 0 or more, found -3\n")
+        .stderr(
+            "error: {dir}/tend.toml:3:16: `retention.keep_backups`: must be 0 or more, found -3\n",
+        )
         .unchanged()
         .run();
 }
@@ -330,7 +397,10 @@ fn site_file_given_with_site_flag_is_missing() {
 #[test]
 fn site_client_config_that_is_not_json() {
     Test::new()
-        .file(".mcp.json", "{\n  \"mcpServers\": {\n    \"memory\": { \"command\": \"npx\", }\n  }\n}\n")
+        .file(
+            ".mcp.json",
+            "{\n  \"mcpServers\": {\n    \"memory\": { \"command\": \"npx\", }\n  }\n}\n",
+        )
         .file("p.rhai", "1\n")
         .args(&["run", "p.rhai"])
         .status(2)
@@ -368,20 +438,46 @@ fn site_unknown_scope() {
 const SECRET: &str = "tend_0123456789abcdef0123456789abcdef";
 
 fn token_line(scopes: &str) -> String {
-    format!("[auth]\ntokens = [{{ name = \"cron\", sha256 = \"{}\", scopes = [{scopes}] }}]\n", hex::encode(Sha256::digest(SECRET)))
+    format!(
+        "[auth]\ntokens = [{{ name = \"cron\", sha256 = \"{}\", scopes = [{scopes}] }}]\n",
+        hex::encode(Sha256::digest(SECRET))
+    )
 }
 
 #[test]
 fn token_new_prints_a_token_whose_sha256_is_the_line_it_prints() {
-    let done = Test::new().args(&["--json", "token", "new", "--name", "cron", "--scopes", "stage,deploy"]).run();
+    let done = Test::new()
+        .args(&[
+            "--json",
+            "token",
+            "new",
+            "--name",
+            "cron",
+            "--scopes",
+            "stage,deploy",
+        ])
+        .run();
     let doc: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
     let token = doc["token"].as_str().unwrap();
-    assert!(token.starts_with("tend_") && token.len() == 5 + 64, "{token}");
+    assert!(
+        token.starts_with("tend_") && token.len() == 5 + 64,
+        "{token}"
+    );
     let digest = hex::encode(Sha256::digest(token));
-    assert_eq!(doc["toml"], format!("{{ name = \"cron\", sha256 = \"{digest}\", scopes = [\"stage\", \"deploy\"] }}"));
-    let again = Test::new().args(&["token", "new", "--name", "x", "--scopes", "prune"]).run().stdout();
+    assert_eq!(
+        doc["toml"],
+        format!("{{ name = \"cron\", sha256 = \"{digest}\", scopes = [\"stage\", \"deploy\"] }}")
+    );
+    let again = Test::new()
+        .args(&["token", "new", "--name", "x", "--scopes", "prune"])
+        .run()
+        .stdout();
     assert_ne!(again.trim(), token);
-    Test::new().args(&["token", "new", "--name", "x", "--scopes", "sudo"]).status(2).stderr("error: unknown scope `sudo`; scopes are stage, deploy, rollback, prune\n").run();
+    Test::new()
+        .args(&["token", "new", "--name", "x", "--scopes", "sudo"])
+        .status(2)
+        .stderr("error: unknown scope `sudo`; scopes are stage, deploy, rollback, prune\n")
+        .run();
 }
 
 #[test]
@@ -397,26 +493,49 @@ fn the_right_token_runs_under_its_name_and_never_appears_anywhere() {
     let stderr = String::from_utf8_lossy(&done.output.stderr);
     assert!(!stderr.contains(SECRET) && !done.stdout().contains(SECRET));
     for (path, _) in util::snapshot(&done.path().join("root")) {
-        let text = std::fs::read_to_string(done.path().join("root").join(&path)).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(done.path().join("root").join(&path)).unwrap_or_default();
         assert!(!text.contains(SECRET), "{path} holds the token");
     }
 }
 
 #[test]
 fn token_from_the_environment() {
-    let done = Test::new().site(&token_line("\"prune\"")).file("p.rhai", "1\n").env("TEND_TOKEN", SECRET).args(&["run", "p.rhai"]).run();
+    let done = Test::new()
+        .site(&token_line("\"prune\""))
+        .file("p.rhai", "1\n")
+        .env("TEND_TOKEN", SECRET)
+        .args(&["run", "p.rhai"])
+        .run();
     assert_eq!(done.reports()[0]["token"], "cron");
 }
 
 #[test]
 fn wrong_empty_and_prefix_tokens_exit_4_and_change_nothing() {
     for (bad, message) in [
-        ("tend_wrong", "error: the token does not match any token in [auth]\n"),
+        (
+            "tend_wrong",
+            "error: the token does not match any token in [auth]\n",
+        ),
         ("", "error: the token is empty\n"),
-        (&SECRET[..20], "error: the token does not match any token in [auth]\n"),
-        (&format!("{SECRET}x"), "error: the token does not match any token in [auth]\n"),
+        (
+            &SECRET[..20],
+            "error: the token does not match any token in [auth]\n",
+        ),
+        (
+            &format!("{SECRET}x"),
+            "error: the token does not match any token in [auth]\n",
+        ),
     ] {
-        Test::new().site(&token_line("\"stage\"")).file("token", bad).file("p.rhai", "1\n").args(&["--token-file", "token", "run", "p.rhai"]).status(4).stderr(message).unchanged().run();
+        Test::new()
+            .site(&token_line("\"stage\""))
+            .file("token", bad)
+            .file("p.rhai", "1\n")
+            .args(&["--token-file", "token", "run", "p.rhai"])
+            .status(4)
+            .stderr(message)
+            .unchanged()
+            .run();
     }
     Test::new()
         .site(&token_line("\"stage\""))
@@ -435,7 +554,10 @@ fn library_site(dir: &Path, scopes: &str) -> Site {
     if !dir.join(".mcp.json").exists() {
         std::fs::write(dir.join(".mcp.json"), "{\"mcpServers\": {}}\n").unwrap();
     }
-    let text = format!("root = \"root\"\nclients = [\".mcp.json\"]\n{}", token_line(scopes));
+    let text = format!(
+        "root = \"root\"\nclients = [\".mcp.json\"]\n{}",
+        token_line(scopes)
+    );
     Site::from_toml_str(&text, dir, Some(&dir.join("tend.toml"))).unwrap()
 }
 
@@ -447,7 +569,11 @@ fn writer(declare: Option<std::path::PathBuf>) -> Primitive {
         .scope(Scope::Stage)
         .body(move |call, args| {
             let path = std::path::PathBuf::from(args[0].as_str().unwrap());
-            let mut plan = Plan::new().with(Effect::WriteFile { path, contents: b"written".to_vec(), mode: 0o644 });
+            let mut plan = Plan::new().with(Effect::WriteFile {
+                path,
+                contents: b"written".to_vec(),
+                mode: 0o644,
+            });
             if let Some(d) = &declare {
                 plan = plan.declaring(d.clone());
             }
@@ -456,10 +582,21 @@ fn writer(declare: Option<std::path::PathBuf>) -> Primitive {
         })
 }
 
-fn run_writer(dir: &Path, scopes: &str, token: Option<&str>, declare: Option<std::path::PathBuf>, source: &str, dry_run: bool) -> tend::Result<tend::RunReport> {
+fn run_writer(
+    dir: &Path,
+    scopes: &str,
+    token: Option<&str>,
+    declare: Option<std::path::PathBuf>,
+    source: &str,
+    dry_run: bool,
+) -> tend::Result<tend::RunReport> {
     let mut runtime = Runtime::new(library_site(dir, scopes));
     runtime.register(writer(declare));
-    let options = RunOptions { token: token.map(Token::new), dry_run, ..RunOptions::default() };
+    let options = RunOptions {
+        token: token.map(Token::new),
+        dry_run,
+        ..RunOptions::default()
+    };
     runtime.run(&Playbook::from_source("p.rhai", source, dir), options)
 }
 
@@ -467,21 +604,36 @@ fn run_writer(dir: &Path, scopes: &str, token: Option<&str>, declare: Option<std
 fn a_mutating_primitive_needs_its_scope_and_try_catch_cannot_hide_that() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("root/x.txt");
-    let source = format!("try {{ write_file(\"{}\"); }} catch (e) {{ print(\"caught\"); }}\n", target.display());
+    let source = format!(
+        "try {{ write_file(\"{}\"); }} catch (e) {{ print(\"caught\"); }}\n",
+        target.display()
+    );
     let no_token = run_writer(dir.path(), "\"stage\"", None, None, &source, false).unwrap();
     let err = no_token.error.unwrap();
     assert_eq!((err.exit_code, err.kind.as_str()), (4, "unauthorized"));
     assert!(err.message.starts_with("write_file() needs a token with the `stage` scope; no token was given (use --token-file or TEND_TOKEN)\n --> p.rhai:1:7"), "{}", err.message);
-    let unscoped = run_writer(dir.path(), "\"deploy\"", Some(SECRET), None, &source, false).unwrap();
-    assert!(unscoped.error.unwrap().message.starts_with("write_file() needs a token with the `stage` scope; token `cron` does not have it"));
+    let unscoped =
+        run_writer(dir.path(), "\"deploy\"", Some(SECRET), None, &source, false).unwrap();
+    assert!(unscoped.error.unwrap().message.starts_with(
+        "write_file() needs a token with the `stage` scope; token `cron` does not have it"
+    ));
     assert!(!target.exists());
 
     let ok = run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &source, false).unwrap();
     assert_eq!(ok.exit_code(), 0);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "written");
     let audit = std::fs::read_to_string(dir.path().join("root/audit/audit.jsonl")).unwrap();
-    let record = audit.lines().find(|l| l.contains("\"primitive\":\"write_file\"")).expect("audited");
-    assert!(record.contains(&format!("\"effects\":[\"write {} (7 bytes)\"]", target.display())), "{record}");
+    let record = audit
+        .lines()
+        .find(|l| l.contains("\"primitive\":\"write_file\""))
+        .expect("audited");
+    assert!(
+        record.contains(&format!(
+            "\"effects\":[\"write {} (7 bytes)\"]",
+            target.display()
+        )),
+        "{record}"
+    );
     assert!(record.contains("\"token\":\"cron\""));
 }
 
@@ -489,10 +641,21 @@ fn a_mutating_primitive_needs_its_scope_and_try_catch_cannot_hide_that() {
 fn dry_run_shows_effects_and_applies_none() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("root/x.txt");
-    let report = run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &format!("write_file(\"{}\")", target.display()), true).unwrap();
+    let report = run_writer(
+        dir.path(),
+        "\"stage\"",
+        Some(SECRET),
+        None,
+        &format!("write_file(\"{}\")", target.display()),
+        true,
+    )
+    .unwrap();
     assert_eq!(report.exit_code(), 0);
     assert!(report.dry_run);
-    assert_eq!(report.calls[0].effects, [format!("write {} (7 bytes)", target.display())]);
+    assert_eq!(
+        report.calls[0].effects,
+        [format!("write {} (7 bytes)", target.display())]
+    );
     assert!(!target.exists());
 }
 
@@ -506,26 +669,82 @@ fn writes_outside_the_jail_are_refused_with_exit_5_and_change_nothing() {
     std::os::unix::fs::symlink(dir.path().join("outside"), root.join("escape")).unwrap();
     let client = dir.path().join(".mcp.json");
     let cases = [
-        (format!("{}/../outside/x", root.display()), format!("refused: {}/../outside/x contains `..` or `.`", root.display())),
-        (format!("{}/root2/x", dir.path().display()), format!("refused: {}/root2/x is outside the allowed roots ({})", dir.path().display(), root.display())),
-        (format!("{}/escape/x", root.display()), format!("refused: {}/escape is a symlink; tend does not follow links inside its roots", root.display())),
-        (client.display().to_string(), format!("refused: {} is a protected file (a client config or paths.protect); only adopt, swap and rollback may write it", client.display())),
+        (
+            format!("{}/../outside/x", root.display()),
+            format!(
+                "refused: {}/../outside/x contains `..` or `.`",
+                root.display()
+            ),
+        ),
+        (
+            format!("{}/root2/x", dir.path().display()),
+            format!(
+                "refused: {}/root2/x is outside the allowed roots ({})",
+                dir.path().display(),
+                root.display()
+            ),
+        ),
+        (
+            format!("{}/escape/x", root.display()),
+            format!(
+                "refused: {}/escape is a symlink; tend does not follow links inside its roots",
+                root.display()
+            ),
+        ),
+        (
+            client.display().to_string(),
+            format!(
+                "refused: {} is a protected file (a client config or paths.protect); only adopt, swap and rollback may write it",
+                client.display()
+            ),
+        ),
     ];
     for (path, want) in cases {
         library_site(dir.path(), "\"stage\"");
         let before = util::snapshot(dir.path());
-        let report = run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &format!("write_file(\"{path}\")"), false).unwrap();
+        let report = run_writer(
+            dir.path(),
+            "\"stage\"",
+            Some(SECRET),
+            None,
+            &format!("write_file(\"{path}\")"),
+            false,
+        )
+        .unwrap();
         let err = report.error.expect("refused");
         assert_eq!(err.exit_code, 5, "{path}");
-        assert!(err.message.starts_with(&format!("{want}\n --> p.rhai:1:1")), "{path}:\n{}", err.message);
+        assert!(
+            err.message.starts_with(&format!("{want}\n --> p.rhai:1:1")),
+            "{path}:\n{}",
+            err.message
+        );
         let after = util::snapshot(dir.path());
         let outside_bookkeeping = |m: &std::collections::BTreeMap<String, String>| {
-            m.iter().filter(|(k, _)| !["root/audit", "root/reports", "root/state"].iter().any(|b| k.starts_with(b))).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+            m.iter()
+                .filter(|(k, _)| {
+                    !["root/audit", "root/reports", "root/state"]
+                        .iter()
+                        .any(|b| k.starts_with(b))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
         };
-        assert_eq!(outside_bookkeeping(&before), outside_bookkeeping(&after), "{path}");
+        assert_eq!(
+            outside_bookkeeping(&before),
+            outside_bookkeeping(&after),
+            "{path}"
+        );
     }
     // The same client config, declared by the operation, may be written.
-    let report = run_writer(dir.path(), "\"stage\"", Some(SECRET), Some(client.clone()), &format!("write_file(\"{}\")", client.display()), false).unwrap();
+    let report = run_writer(
+        dir.path(),
+        "\"stage\"",
+        Some(SECRET),
+        Some(client.clone()),
+        &format!("write_file(\"{}\")", client.display()),
+        false,
+    )
+    .unwrap();
     assert_eq!(report.exit_code(), 0, "{:?}", report.error);
     assert_eq!(std::fs::read_to_string(&client).unwrap(), "written");
 }
@@ -533,21 +752,43 @@ fn writes_outside_the_jail_are_refused_with_exit_5_and_change_nothing() {
 // ---------------------------------------------------------------- audit
 
 fn audited_site() -> util::Done {
-    let done = Test::new().file("p.rhai", "1\n").args(&["-q", "run", "p.rhai"]).run();
+    let done = Test::new()
+        .file("p.rhai", "1\n")
+        .args(&["-q", "run", "p.rhai"])
+        .run();
     for _ in 0..2 {
-        assert!(Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(done.path()).status().unwrap().success());
+        assert!(
+            Command::new(TEND)
+                .args(["-q", "run", "p.rhai"])
+                .current_dir(done.path())
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     done
 }
 
 fn verify(dir: &Path) -> (i32, String, String) {
-    let out = Command::new(TEND).args(["audit", "verify"]).current_dir(dir).output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(TEND)
+        .args(["audit", "verify"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn edit_audit(dir: &Path, change: impl FnOnce(&mut Vec<String>) -> String) -> String {
     let path = dir.join("root/audit/audit.jsonl");
-    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned).collect();
+    let mut lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     let text = change(&mut lines);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
@@ -558,9 +799,22 @@ fn audit_verify_accepts_an_intact_log_and_tail_shows_the_newest() {
     let done = audited_site();
     let (code, stdout, _) = verify(done.path());
     assert_eq!(code, 0);
-    assert_eq!(stdout, format!("audit log intact: 6 records in {}/root/audit/audit.jsonl\n", done.path().display()));
-    let tail = Command::new(TEND).args(["audit", "tail", "-n", "2"]).current_dir(done.path()).output().unwrap();
-    let lines: Vec<String> = String::from_utf8_lossy(&tail.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(
+        stdout,
+        format!(
+            "audit log intact: 6 records in {}/root/audit/audit.jsonl\n",
+            done.path().display()
+        )
+    );
+    let tail = Command::new(TEND)
+        .args(["audit", "tail", "-n", "2"])
+        .current_dir(done.path())
+        .output()
+        .unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&tail.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(lines, done.audit_lines()[4..]);
 }
 
@@ -571,7 +825,16 @@ fn audit_verify_detects_an_edited_record() {
         lines[2] = lines[2].replace("\"outcome\":\"ok\"", "\"outcome\":\"OK\"");
         lines.join("\n") + "\n"
     });
-    assert_eq!(verify(done.path()), (1, String::new(), format!("error: {log}:3: the record was edited (its hash does not match its content)\n")));
+    assert_eq!(
+        verify(done.path()),
+        (
+            1,
+            String::new(),
+            format!(
+                "error: {log}:3: the record was edited (its hash does not match its content)\n"
+            )
+        )
+    );
 }
 
 #[test]
@@ -581,7 +844,16 @@ fn audit_verify_detects_a_removed_record() {
         lines.remove(2);
         lines.join("\n") + "\n"
     });
-    assert_eq!(verify(done.path()), (1, String::new(), format!("error: {log}:3: expected record 3 but found record 4: records were removed or reordered\n")));
+    assert_eq!(
+        verify(done.path()),
+        (
+            1,
+            String::new(),
+            format!(
+                "error: {log}:3: expected record 3 but found record 4: records were removed or reordered\n"
+            )
+        )
+    );
 }
 
 #[test]
@@ -591,7 +863,16 @@ fn audit_verify_detects_reordered_records() {
         lines.swap(1, 2);
         lines.join("\n") + "\n"
     });
-    assert_eq!(verify(done.path()), (1, String::new(), format!("error: {log}:2: expected record 2 but found record 3: records were removed or reordered\n")));
+    assert_eq!(
+        verify(done.path()),
+        (
+            1,
+            String::new(),
+            format!(
+                "error: {log}:2: expected record 2 but found record 3: records were removed or reordered\n"
+            )
+        )
+    );
 }
 
 #[test]
@@ -603,7 +884,14 @@ fn audit_verify_detects_records_cut_from_the_end() {
     });
     assert_eq!(
         verify(done.path()),
-        (1, String::new(), format!("error: {log}:5: the log ends at record 4 but {}/root/state/audit.head names record 6: records were removed from the end\n", done.path().display()))
+        (
+            1,
+            String::new(),
+            format!(
+                "error: {log}:5: the log ends at record 4 but {}/root/state/audit.head names record 6: records were removed from the end\n",
+                done.path().display()
+            )
+        )
     );
 }
 
@@ -614,7 +902,14 @@ fn audit_verify_detects_a_file_truncated_mid_line() {
         let text = lines.join("\n");
         text[..text.len() - 30].to_owned()
     });
-    assert_eq!(verify(done.path()), (1, String::new(), format!("error: {log}:6: the record is cut off (the file ends mid-line)\n")));
+    assert_eq!(
+        verify(done.path()),
+        (
+            1,
+            String::new(),
+            format!("error: {log}:6: the record is cut off (the file ends mid-line)\n")
+        )
+    );
 }
 
 // ---------------------------------------------------------------- the run lock
@@ -633,20 +928,48 @@ fn wait_for_lock_holder(dir: &Path) {
 
 #[test]
 fn a_second_run_exits_3_at_once_and_changes_nothing() {
-    let test = Test::new().file("slow.rhai", "loop {}\n").file("p.rhai", "1\n");
-    std::fs::write(test.path().join("tend.toml"), format!("root = \"{}/root\"\n[limits]\nmax_operations = 0\ntimeout = \"20s\"\n", test.path().display())).unwrap();
-    let mut first = Command::new(TEND).args(["-q", "run", "slow.rhai"]).current_dir(test.path()).spawn().unwrap();
+    let test = Test::new()
+        .file("slow.rhai", "loop {}\n")
+        .file("p.rhai", "1\n");
+    std::fs::write(
+        test.path().join("tend.toml"),
+        format!(
+            "root = \"{}/root\"\n[limits]\nmax_operations = 0\ntimeout = \"20s\"\n",
+            test.path().display()
+        ),
+    )
+    .unwrap();
+    let mut first = Command::new(TEND)
+        .args(["-q", "run", "slow.rhai"])
+        .current_dir(test.path())
+        .spawn()
+        .unwrap();
     wait_for_lock_holder(test.path());
     let before = util::snapshot(test.path());
-    let second = Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(test.path()).output().unwrap();
+    let second = Command::new(TEND)
+        .args(["-q", "run", "p.rhai"])
+        .current_dir(test.path())
+        .output()
+        .unwrap();
     let after = util::snapshot(test.path());
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(second.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&second.stderr);
-    let want = format!("error: another run holds the site lock {}/root/state/lock (pid {} run ", test.path().display(), first.id());
+    let want = format!(
+        "error: another run holds the site lock {}/root/state/lock (pid {} run ",
+        test.path().display(),
+        first.id()
+    );
     assert!(stderr.starts_with(&want), "{stderr}");
     assert_eq!(before, after);
     // The kernel released the killed run's lock: the next run goes ahead.
-    assert!(Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(test.path()).status().unwrap().success());
+    assert!(
+        Command::new(TEND)
+            .args(["-q", "run", "p.rhai"])
+            .current_dir(test.path())
+            .status()
+            .unwrap()
+            .success()
+    );
 }

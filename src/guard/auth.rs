@@ -35,9 +35,14 @@ impl Scope {
     }
 
     pub fn parse(text: &str) -> Result<Scope> {
-        Scope::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
-            Error::usage(format!("unknown scope `{text}`; scopes are stage, deploy, rollback, prune"))
-        })
+        Scope::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "unknown scope `{text}`; scopes are stage, deploy, rollback, prune"
+                ))
+            })
     }
 }
 
@@ -107,15 +112,16 @@ impl Token {
 
     /// Reads a token from a file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        std::fs::read_to_string(path)
-            .map(Token::new)
-            .map_err(|e| Error::unauthorized(format!("cannot read token file {}: {e}", path.display())))
+        std::fs::read_to_string(path).map(Token::new).map_err(|e| {
+            Error::unauthorized(format!("cannot read token file {}: {e}", path.display()))
+        })
     }
 
     /// A fresh random token of 256 bits.
     pub fn generate() -> Result<Self> {
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
         Ok(Token(format!("tend_{}", hex::encode(bytes))))
     }
 
@@ -186,8 +192,12 @@ impl Principal {
             return Ok(());
         }
         Err(Error::unauthorized(match &self.name {
-            None => format!("{what} needs a token with the `{scope}` scope; no token was given (use --token-file or TEND_TOKEN)"),
-            Some(name) => format!("{what} needs a token with the `{scope}` scope; token `{name}` does not have it"),
+            None => format!(
+                "{what} needs a token with the `{scope}` scope; no token was given (use --token-file or TEND_TOKEN)"
+            ),
+            Some(name) => format!(
+                "{what} needs a token with the `{scope}` scope; token `{name}` does not have it"
+            ),
         }))
     }
 }
@@ -220,8 +230,13 @@ impl Authorizer {
             }
         }
         match found {
-            Some(entry) => Ok(Principal { name: Some(entry.name.clone()), scopes: entry.scopes.clone() }),
-            None => Err(Error::unauthorized("the token does not match any token in [auth]")),
+            Some(entry) => Ok(Principal {
+                name: Some(entry.name.clone()),
+                scopes: entry.scopes.clone(),
+            }),
+            None => Err(Error::unauthorized(
+                "the token does not match any token in [auth]",
+            )),
         }
     }
 }
@@ -231,14 +246,21 @@ mod tests {
     use super::*;
 
     fn entry(token: &Token, scopes: &[Scope]) -> TokenEntry {
-        TokenEntry { name: "cron".into(), sha256: TokenDigest::of(token), scopes: scopes.iter().copied().collect() }
+        TokenEntry {
+            name: "cron".into(),
+            sha256: TokenDigest::of(token),
+            scopes: scopes.iter().copied().collect(),
+        }
     }
 
     #[test]
     fn digest_matches_sha256sum_of_the_token_string() {
         // printf %s abc | sha256sum
         let d = TokenDigest::of(&Token::new("abc"));
-        assert_eq!(d.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
@@ -249,7 +271,10 @@ mod tests {
         assert_eq!(who.name(), Some("cron"));
         assert!(who.require(Scope::Stage, "stage").is_ok());
         let err = who.require(Scope::Deploy, "swap").unwrap_err();
-        assert_eq!(err.message(), "swap needs a token with the `deploy` scope; token `cron` does not have it");
+        assert_eq!(
+            err.message(),
+            "swap needs a token with the `deploy` scope; token `cron` does not have it"
+        );
         assert_eq!(err.exit_code(), 4);
     }
 

@@ -21,7 +21,11 @@ pub enum Effect {
     /// Create a directory and any missing parents (below the root).
     CreateDir { path: PathBuf },
     /// Replace a file's contents atomically (temp file, fsync, rename, fsync of the folder).
-    WriteFile { path: PathBuf, contents: Vec<u8>, mode: u32 },
+    WriteFile {
+        path: PathBuf,
+        contents: Vec<u8>,
+        mode: u32,
+    },
     /// Rename within the roots.
     Rename { from: PathBuf, to: PathBuf },
     /// Point a symlink at `target`, replacing an existing link atomically.
@@ -50,9 +54,15 @@ impl fmt::Display for Effect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Effect::CreateDir { path } => write!(f, "create dir {}", path.display()),
-            Effect::WriteFile { path, contents, .. } => write!(f, "write {} ({} bytes)", path.display(), contents.len()),
-            Effect::Rename { from, to } => write!(f, "rename {} -> {}", from.display(), to.display()),
-            Effect::Symlink { path, target } => write!(f, "link {} -> {}", path.display(), target.display()),
+            Effect::WriteFile { path, contents, .. } => {
+                write!(f, "write {} ({} bytes)", path.display(), contents.len())
+            }
+            Effect::Rename { from, to } => {
+                write!(f, "rename {} -> {}", from.display(), to.display())
+            }
+            Effect::Symlink { path, target } => {
+                write!(f, "link {} -> {}", path.display(), target.display())
+            }
             Effect::RemoveFile { path } => write!(f, "remove {}", path.display()),
             Effect::RemoveTree { path } => write!(f, "remove tree {}", path.display()),
         }
@@ -130,7 +140,11 @@ pub fn apply(jail: &Jail, plan: &Plan) -> Result<()> {
 fn apply_one(jail: &Jail, effect: &Effect, declared: &[PathBuf]) -> Result<()> {
     match effect {
         Effect::CreateDir { path } => create_dir_all(jail, path),
-        Effect::WriteFile { path, contents, mode } => {
+        Effect::WriteFile {
+            path,
+            contents,
+            mode,
+        } => {
             let (dir, name) = jail.open_parent(path, declared)?;
             write_atomic(&dir, &name, contents, *mode).map_err(|e| Error::io("write", path, e))
         }
@@ -155,7 +169,8 @@ fn apply_one(jail: &Jail, effect: &Effect, declared: &[PathBuf]) -> Result<()> {
         }
         Effect::RemoveFile { path } => {
             let (dir, name) = jail.open_parent(path, declared)?;
-            rustix::fs::unlinkat(&dir, &name, AtFlags::empty()).map_err(|e| Error::io("remove", path, e))
+            rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
+                .map_err(|e| Error::io("remove", path, e))
         }
         Effect::RemoveTree { path } => {
             let (dir, name) = jail.open_parent(path, declared)?;
@@ -177,7 +192,11 @@ fn create_dir_all(jail: &Jail, path: &Path) -> Result<()> {
     }
     for dir in missing.into_iter().rev() {
         // A site's first run may need the folders above its root: the admin chose that path.
-        if jail.roots().iter().any(|root| root.starts_with(dir) && root != dir) {
+        if jail
+            .roots()
+            .iter()
+            .any(|root| root.starts_with(dir) && root != dir)
+        {
             match std::fs::create_dir(dir) {
                 Ok(()) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -197,7 +216,8 @@ fn create_dir_all(jail: &Jail, path: &Path) -> Result<()> {
 /// A same-directory temp name no other writer uses.
 fn temp_name(name: &OsStr) -> Result<OsString> {
     let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
     let mut temp = OsString::from(".");
     temp.push(name);
     temp.push(format!(".tend-tmp-{}", hex::encode(bytes)));
@@ -205,7 +225,12 @@ fn temp_name(name: &OsStr) -> Result<OsString> {
 }
 
 /// Temp file in the same directory, write, fsync, rename over, fsync the directory.
-pub(crate) fn write_atomic(dir: &OwnedFd, name: &OsStr, contents: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_atomic(
+    dir: &OwnedFd,
+    name: &OsStr,
+    contents: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
     let temp = temp_name(name).map_err(|e| std::io::Error::other(e.to_string()))?;
     let result = (|| {
         let fd = rustix::fs::openat(
@@ -230,9 +255,16 @@ pub(crate) fn write_atomic(dir: &OwnedFd, name: &OsStr, contents: &[u8], mode: u
 /// Removes `name` in `dir`: a file or link is unlinked, a directory is emptied through its
 /// own handle (never following links) and removed.
 pub(crate) fn remove_tree_at(dir: &impl AsFd, name: &OsStr) -> std::io::Result<()> {
-    let sub = match rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    let sub = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
-        Err(Errno::LOOP | Errno::NOTDIR) => return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?),
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
+        }
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
@@ -243,13 +275,9 @@ pub(crate) fn remove_tree_at(dir: &impl AsFd, name: &OsStr) -> std::io::Result<(
             let entry = entry?;
             let bytes = entry.file_name().to_bytes();
             if bytes != b"." && bytes != b".." {
-                names.push(OsString::from(std::str::from_utf8(bytes).map_or_else(
-                    |_| {
-                        use std::os::unix::ffi::OsStringExt;
-                        OsString::from_vec(bytes.to_vec())
-                    },
-                    OsString::from,
-                )));
+                names.push(<OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                    bytes.to_vec(),
+                ));
             }
         }
         if names.is_empty() {
@@ -280,13 +308,31 @@ mod tests {
     fn applies_dirs_files_links_and_removals() {
         let (_dir, root, jail) = setup();
         let plan = Plan::new()
-            .with(Effect::CreateDir { path: root.join("servers/memory/releases/1.0.0") })
-            .with(Effect::WriteFile { path: root.join("servers/memory/releases/1.0.0/release.json"), contents: b"{}".to_vec(), mode: 0o644 })
-            .with(Effect::Symlink { path: root.join("servers/memory/current"), target: "releases/1.0.0".into() });
+            .with(Effect::CreateDir {
+                path: root.join("servers/memory/releases/1.0.0"),
+            })
+            .with(Effect::WriteFile {
+                path: root.join("servers/memory/releases/1.0.0/release.json"),
+                contents: b"{}".to_vec(),
+                mode: 0o644,
+            })
+            .with(Effect::Symlink {
+                path: root.join("servers/memory/current"),
+                target: "releases/1.0.0".into(),
+            });
         check(&jail, &plan).unwrap();
         apply(&jail, &plan).unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("servers/memory/current/release.json")).unwrap(), "{}");
-        apply(&jail, &Plan::new().with(Effect::RemoveTree { path: root.join("servers") })).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("servers/memory/current/release.json")).unwrap(),
+            "{}"
+        );
+        apply(
+            &jail,
+            &Plan::new().with(Effect::RemoveTree {
+                path: root.join("servers"),
+            }),
+        )
+        .unwrap();
         assert!(!root.join("servers").exists());
         let leftovers: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
@@ -301,7 +347,13 @@ mod tests {
         std::fs::create_dir_all(root.join("releases/1.0.0")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("releases/1.0.0/evil")).unwrap();
         std::os::unix::fs::symlink("/", root.join("releases/slash")).unwrap();
-        apply(&jail, &Plan::new().with(Effect::RemoveTree { path: root.join("releases") })).unwrap();
+        apply(
+            &jail,
+            &Plan::new().with(Effect::RemoveTree {
+                path: root.join("releases"),
+            }),
+        )
+        .unwrap();
         assert!(!root.join("releases").exists());
         assert_eq!(std::fs::read_to_string(outside.join("keep")).unwrap(), "x");
     }
@@ -310,8 +362,13 @@ mod tests {
     fn a_link_pointing_out_is_refused_before_anything_applies() {
         let (_dir, root, jail) = setup();
         let plan = Plan::new()
-            .with(Effect::CreateDir { path: root.join("a") })
-            .with(Effect::Symlink { path: root.join("a/current"), target: "../../../etc".into() });
+            .with(Effect::CreateDir {
+                path: root.join("a"),
+            })
+            .with(Effect::Symlink {
+                path: root.join("a/current"),
+                target: "../../../etc".into(),
+            });
         let err = check(&jail, &plan).unwrap_err();
         assert_eq!(err.exit_code(), 5);
         assert!(!root.exists());

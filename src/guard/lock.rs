@@ -22,8 +22,13 @@ impl RunLock {
     pub fn acquire(jail: &Jail, layout: &Layout, holder: &str) -> Result<RunLock> {
         let path = layout.lock();
         let dir = jail.open_dir(&layout.state())?;
-        let fd = rustix::fs::openat(&dir, "lock", OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
-            .map_err(|e| Error::io("open", &path, e))?;
+        let fd = rustix::fs::openat(
+            &dir,
+            "lock",
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| Error::io("open", &path, e))?;
         let mut file = std::fs::File::from(fd);
         match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
@@ -31,13 +36,23 @@ impl RunLock {
                 let mut who = String::new();
                 let _ = file.read_to_string(&mut who);
                 let who = who.trim();
-                let who = if who.is_empty() { String::new() } else { format!(" ({who})") };
-                return Err(Error::new(ErrorKind::Locked, format!("another run holds the site lock {}{who}", path.display())));
+                let who = if who.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({who})")
+                };
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!("another run holds the site lock {}{who}", path.display()),
+                ));
             }
             Err(e) => return Err(Error::io("lock", &path, e)),
         }
         // Who holds it, for the message a second run prints; not needed for correctness.
-        let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "pid {} {holder}", std::process::id()));
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "pid {} {holder}", std::process::id()));
         Ok(RunLock { _file: file })
     }
 }

@@ -31,7 +31,8 @@ pub fn servers(site: &Site) -> Vec<ServerInfo> {
             let managed_version = managed_version(&layout, &entry.name);
             ServerInfo {
                 managed: managed_version.is_some(),
-                current: managed_version.or_else(|| entry.package.as_ref().and_then(|p| p.version.clone())),
+                current: managed_version
+                    .or_else(|| entry.package.as_ref().and_then(|p| p.version.clone())),
                 package: entry.package.map(|p| p.name),
                 client: entry.client.map(|c| c.display().to_string()),
                 name: entry.name,
@@ -55,7 +56,11 @@ fn log(level: &str, message: &str) -> Result<()> {
         "info" => tracing::info!(target: "playbook", "{message}"),
         "debug" => tracing::debug!(target: "playbook", "{message}"),
         "trace" => tracing::trace!(target: "playbook", "{message}"),
-        other => return Err(Error::failed(format!("unknown log level `{other}`; use error, warn, info, debug or trace"))),
+        other => {
+            return Err(Error::failed(format!(
+                "unknown log level `{other}`; use error, warn, info, debug or trace"
+            )));
+        }
     }
     Ok(())
 }

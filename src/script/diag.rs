@@ -23,19 +23,36 @@ pub(crate) fn render(message: &str, source: Option<&Source<'_>>, pos: Position) 
     let text = source.text.lines().nth(line - 1).unwrap_or("");
     let width = line.to_string().len();
     let pad = " ".repeat(width);
-    let caret_pad: String = text.chars().take(col - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-    format!("{message}\n{pad}--> {}:{line}:{col}\n{pad} |\n{line} | {text}\n{pad} | {caret_pad}^", source.name)
+    let caret_pad: String = text
+        .chars()
+        .take(col - 1)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    format!(
+        "{message}\n{pad}--> {}:{line}:{col}\n{pad} |\n{line} | {text}\n{pad} | {caret_pad}^",
+        source.name
+    )
 }
 
 /// Maps a parse error to its kind and words: limits of the sandbox are policy, the rest syntax.
 pub(crate) fn parse_error(err: &ParseErrorType, max_depth: u64) -> (ErrorKind, String) {
     match err {
-        ParseErrorType::ExprTooDeep => (ErrorKind::Policy, format!("sandbox limit: expression nested deeper than {max_depth} levels")),
-        ParseErrorType::Reserved(word) if word == "eval" => (ErrorKind::Policy, "sandbox: `eval` is disabled in playbooks".to_owned()),
-        ParseErrorType::BadInput(token) if token.to_string().contains("eval") => {
-            (ErrorKind::Policy, "sandbox: `eval` is disabled in playbooks".to_owned())
-        }
-        other => (ErrorKind::Syntax, format!("syntax error: {}", strip_position(&other.to_string()))),
+        ParseErrorType::ExprTooDeep => (
+            ErrorKind::Policy,
+            format!("sandbox limit: expression nested deeper than {max_depth} levels"),
+        ),
+        ParseErrorType::Reserved(word) if word == "eval" => (
+            ErrorKind::Policy,
+            "sandbox: `eval` is disabled in playbooks".to_owned(),
+        ),
+        ParseErrorType::BadInput(token) if token.to_string().contains("eval") => (
+            ErrorKind::Policy,
+            "sandbox: `eval` is disabled in playbooks".to_owned(),
+        ),
+        other => (
+            ErrorKind::Syntax,
+            format!("syntax error: {}", strip_position(&other.to_string())),
+        ),
     }
 }
 
@@ -81,22 +98,57 @@ pub(crate) fn innermost(err: &EvalAltResult) -> (&EvalAltResult, Option<String>,
 }
 
 /// The kind and message of a runtime error (without its location).
-pub(crate) fn runtime_error(err: &EvalAltResult, limits: &crate::site::Limits) -> (ErrorKind, String) {
+pub(crate) fn runtime_error(
+    err: &EvalAltResult,
+    limits: &crate::site::Limits,
+) -> (ErrorKind, String) {
     use EvalAltResult as E;
     match err {
         E::ErrorTooManyOperations(_) => (
             ErrorKind::Policy,
-            format!("sandbox limit: the playbook ran more than {} operations ([limits] max_operations)", limits.max_operations.0),
+            format!(
+                "sandbox limit: the playbook ran more than {} operations ([limits] max_operations)",
+                limits.max_operations.0
+            ),
         ),
         E::ErrorStackOverflow(_) => (
             ErrorKind::Policy,
-            format!("sandbox limit: function calls nested deeper than {} levels ([limits] max_call_levels)", limits.max_call_levels.0),
+            format!(
+                "sandbox limit: function calls nested deeper than {} levels ([limits] max_call_levels)",
+                limits.max_call_levels.0
+            ),
         ),
-        E::ErrorDataTooLarge(what, _) => (ErrorKind::Policy, format!("sandbox limit: {} is over its limit ([limits] max_string_size, max_array_size, max_map_size)", what.to_lowercase())),
-        E::ErrorTooManyModules(_) => (ErrorKind::Policy, format!("sandbox limit: more than {} modules loaded ([limits] max_modules)", limits.max_modules.0)),
-        E::ErrorTooManyVariables(_) => (ErrorKind::Policy, format!("sandbox limit: more than {} variables ([limits] max_variables)", limits.max_variables.0)),
-        E::ErrorTerminated(token, _) if token.to_string() == super::INTERRUPTED => (ErrorKind::Failed, "interrupted".to_owned()),
-        E::ErrorTerminated(..) => (ErrorKind::Policy, format!("sandbox limit: the playbook ran longer than its timeout of {} ([limits] timeout)", limits.timeout)),
+        E::ErrorDataTooLarge(what, _) => (
+            ErrorKind::Policy,
+            format!(
+                "sandbox limit: {} is over its limit ([limits] max_string_size, max_array_size, max_map_size)",
+                what.to_lowercase()
+            ),
+        ),
+        E::ErrorTooManyModules(_) => (
+            ErrorKind::Policy,
+            format!(
+                "sandbox limit: more than {} modules loaded ([limits] max_modules)",
+                limits.max_modules.0
+            ),
+        ),
+        E::ErrorTooManyVariables(_) => (
+            ErrorKind::Policy,
+            format!(
+                "sandbox limit: more than {} variables ([limits] max_variables)",
+                limits.max_variables.0
+            ),
+        ),
+        E::ErrorTerminated(token, _) if token.to_string() == super::INTERRUPTED => {
+            (ErrorKind::Failed, "interrupted".to_owned())
+        }
+        E::ErrorTerminated(..) => (
+            ErrorKind::Policy,
+            format!(
+                "sandbox limit: the playbook ran longer than its timeout of {} ([limits] timeout)",
+                limits.timeout
+            ),
+        ),
         E::ErrorSystem(_, inner) => match inner.downcast_ref::<Error>() {
             Some(e) => (e.kind(), e.message().to_owned()),
             None => (ErrorKind::Failed, inner.to_string()),
@@ -106,8 +158,15 @@ pub(crate) fn runtime_error(err: &EvalAltResult, limits: &crate::site::Limits) -
             let message = if value.is_map() {
                 let map = value.clone().cast::<rhai::Map>();
                 let kind = map.get("kind").map(ToString::to_string).unwrap_or_default();
-                let msg = map.get("message").map(ToString::to_string).unwrap_or_else(|| value.to_string());
-                if kind.is_empty() { msg } else { format!("{kind}: {msg}") }
+                let msg = map
+                    .get("message")
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| value.to_string());
+                if kind.is_empty() {
+                    msg
+                } else {
+                    format!("{kind}: {msg}")
+                }
             } else {
                 value.to_string()
             };

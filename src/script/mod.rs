@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rhai::{AST, Dynamic, Engine, EvalAltResult, ImmutableString, NativeCallContext, Position, Scope as RhaiScope};
+use rhai::{
+    AST, Dynamic, Engine, EvalAltResult, ImmutableString, NativeCallContext, Position,
+    Scope as RhaiScope,
+};
 use serde_json::Value;
 
 pub use imports::STDLIB;
@@ -44,14 +47,30 @@ pub struct Playbook {
 
 impl Playbook {
     pub fn from_file(path: &Path) -> Result<Playbook> {
-        let source = std::fs::read_to_string(path).map_err(|e| Error::usage(format!("cannot read playbook {}: {e}", path.display())))?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        Ok(Playbook { name: path.display().to_string(), source, dir })
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| Error::usage(format!("cannot read playbook {}: {e}", path.display())))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Ok(Playbook {
+            name: path.display().to_string(),
+            source,
+            dir,
+        })
     }
 
     /// A playbook held in memory; imports resolve from `dir`.
-    pub fn from_source(name: impl Into<String>, source: impl Into<String>, dir: impl Into<PathBuf>) -> Playbook {
-        Playbook { name: name.into(), source: source.into(), dir: dir.into() }
+    pub fn from_source(
+        name: impl Into<String>,
+        source: impl Into<String>,
+        dir: impl Into<PathBuf>,
+    ) -> Playbook {
+        Playbook {
+            name: name.into(),
+            source: source.into(),
+            dir: dir.into(),
+        }
     }
 }
 
@@ -79,7 +98,10 @@ impl Runtime {
         for primitive in crate::ops::builtins() {
             registry.add(primitive);
         }
-        Runtime { site: Arc::new(site), registry }
+        Runtime {
+            site: Arc::new(site),
+            registry,
+        }
     }
 
     pub fn site(&self) -> &Site {
@@ -109,7 +131,9 @@ impl Runtime {
     pub fn compile(&self, engine: &Engine, playbook: &Playbook) -> Result<AST> {
         let scope = vars_scope(&BTreeMap::new(), false);
         let source = playbook.source.as_str();
-        let mut ast = engine.compile_into_self_contained(&scope, source).map_err(|err| self.describe(&err, playbook, None))?;
+        let mut ast = engine
+            .compile_into_self_contained(&scope, source)
+            .map_err(|err| self.describe(&err, playbook, None))?;
         ast.set_source(playbook.name.as_str());
         Ok(ast)
     }
@@ -120,12 +144,16 @@ impl Runtime {
         let started = time::OffsetDateTime::now_utc();
         let clock = Instant::now();
         let deadline = clock + self.site.limits.timeout.as_duration();
-        let sandbox = Sandbox { deadline: Some(deadline), cancel: options.cancel.clone() };
+        let sandbox = Sandbox {
+            deadline: Some(deadline),
+            cancel: options.cancel.clone(),
+        };
         let mut engine = build_engine(&self.site.limits, sandbox);
         engine.set_module_resolver(imports::Imports::new(&playbook.dir, &playbook.source));
         let ast = self.compile(&engine, playbook)?;
 
-        let principal = Authorizer::new(self.site.tokens.clone()).authenticate(options.token.as_ref())?;
+        let principal =
+            Authorizer::new(self.site.tokens.clone()).authenticate(options.token.as_ref())?;
         let guard = Guard::new(&self.site, options.dry_run);
         guard.prepare_root()?;
         let run_id = new_run_id(started)?;
@@ -154,14 +182,26 @@ impl Runtime {
         let mut scope = vars_scope(&options.vars, true);
         let outcome = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
         drop(engine);
-        let state = Rc::try_unwrap(state).map_err(|_| Error::failed("internal: run state still shared"))?.into_inner();
+        let state = Rc::try_unwrap(state)
+            .map_err(|_| Error::failed("internal: run state still shared"))?
+            .into_inner();
         let mut audit = state.audit;
 
         let (result, error) = match outcome {
-            Ok(value) => (rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null), None),
+            Ok(value) => (
+                rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null),
+                None,
+            ),
             Err(err) => {
                 let described = self.describe(&err, playbook, state.last_call.as_ref());
-                (Value::Null, Some(ReportError { kind: described.kind().as_str().into(), message: described.message().into(), exit_code: described.exit_code() }))
+                (
+                    Value::Null,
+                    Some(ReportError {
+                        kind: described.kind().as_str().into(),
+                        message: described.message().into(),
+                        exit_code: described.exit_code(),
+                    }),
+                )
             }
         };
         let ended = time::OffsetDateTime::now_utc();
@@ -174,7 +214,11 @@ impl Runtime {
             started: crate::clock::rfc3339(started),
             ended: crate::clock::rfc3339(ended),
             duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
-            outcome: if error.is_none() { "ok".into() } else { "failed".into() },
+            outcome: if error.is_none() {
+                "ok".into()
+            } else {
+                "failed".into()
+            },
             error,
             result,
             calls: state.calls,
@@ -186,17 +230,30 @@ impl Runtime {
             primitive: "run.end".into(),
             args: serde_json::json!({ "playbook": playbook.name, "calls": report.calls.len() }),
             effects: Vec::new(),
-            outcome: report.error.as_ref().map_or_else(|| "ok".to_owned(), |e| format!("{}: {}", e.kind, first_line(&e.message))),
+            outcome: report.error.as_ref().map_or_else(
+                || "ok".to_owned(),
+                |e| format!("{}: {}", e.kind, first_line(&e.message)),
+            ),
         })?;
-        let mut bytes = serde_json::to_vec_pretty(&report).map_err(|e| Error::failed(format!("cannot encode the run report: {e}")))?;
+        let mut bytes = serde_json::to_vec_pretty(&report)
+            .map_err(|e| Error::failed(format!("cannot encode the run report: {e}")))?;
         bytes.push(b'\n');
-        guard.record(&Plan::new().with(Effect::WriteFile { path: report.path.clone(), contents: bytes, mode: 0o644 }))?;
+        guard.record(&Plan::new().with(Effect::WriteFile {
+            path: report.path.clone(),
+            contents: bytes,
+            mode: 0o644,
+        }))?;
         Ok(report)
     }
 
     /// Turns an engine error into a tend error pointing at the source (a module's, when the
     /// error happened inside one).
-    fn describe(&self, err: &EvalAltResult, playbook: &Playbook, last_call: Option<&(Option<String>, Position)>) -> Error {
+    fn describe(
+        &self,
+        err: &EvalAltResult,
+        playbook: &Playbook,
+        last_call: Option<&(Option<String>, Position)>,
+    ) -> Error {
         let (root, source, mut pos) = diag::innermost(err);
         let (kind, message) = diag::runtime_error(root, &self.site.limits);
         let mut label = source.unwrap_or_else(|| playbook.name.clone());
@@ -208,7 +265,11 @@ impl Runtime {
                 }
             }
         }
-        let text = if label == playbook.name { Some(playbook.source.clone()) } else { imports::source_text(&label) };
+        let text = if label == playbook.name {
+            Some(playbook.source.clone())
+        } else {
+            imports::source_text(&label)
+        };
         let rendered = match &text {
             Some(text) => diag::render(&message, Some(&diag::Source { name: &label, text }), pos),
             None => message,
@@ -223,8 +284,13 @@ fn first_line(text: &str) -> &str {
 
 fn new_run_id(started: time::OffsetDateTime) -> Result<String> {
     let mut bytes = [0u8; 3];
-    getrandom::fill(&mut bytes).map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
-    Ok(format!("{}-{}", crate::clock::stamp(started), hex::encode(bytes)))
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
+    Ok(format!(
+        "{}-{}",
+        crate::clock::stamp(started),
+        hex::encode(bytes)
+    ))
 }
 
 /// The wall-clock and cancellation bounds checked while a playbook runs.
@@ -245,7 +311,10 @@ impl Sandbox {
 /// through `on_progress`, `eval` disabled, strict variables, `print`/`debug` to the log.
 /// Imports are refused until a resolver for the playbook's folder is set.
 pub fn build_engine(limits: &Limits, sandbox: Sandbox) -> Engine {
-    use rhai::packages::{BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, LogicPackage, MoreStringPackage, Package};
+    use rhai::packages::{
+        BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, LogicPackage,
+        MoreStringPackage, Package,
+    };
     // The packages a playbook needs; time, blob and bit-field functions are left out, which
     // halves the cost of building the engine.
     let mut engine = Engine::new_raw();
@@ -353,22 +422,48 @@ fn register_primitives(engine: &mut Engine, registry: &Registry, state: &Rc<RefC
         let types: Vec<TypeId> = primitive.params.iter().map(|p| type_id(p.ty)).collect();
         let primitive = primitive.clone();
         let state = Rc::clone(state);
-        engine.register_raw_fn(primitive.name.clone(), types, move |ctx: NativeCallContext, args: &mut [&mut Dynamic]| {
-            let mut state = state.borrow_mut();
-            state.last_call = Some((ctx.call_source().map(str::to_owned), ctx.call_position()));
-            invoke(&primitive, &mut state, args)
-        });
+        engine.register_raw_fn(
+            primitive.name.clone(),
+            types,
+            move |ctx: NativeCallContext, args: &mut [&mut Dynamic]| {
+                let mut state = state.borrow_mut();
+                state.last_call = Some((ctx.call_source().map(str::to_owned), ctx.call_position()));
+                invoke(&primitive, &mut state, args)
+            },
+        );
     }
 }
 
-fn invoke(primitive: &Primitive, state: &mut RunState, args: &mut [&mut Dynamic]) -> Result<Dynamic, Box<EvalAltResult>> {
+fn invoke(
+    primitive: &Primitive,
+    state: &mut RunState,
+    args: &mut [&mut Dynamic],
+) -> Result<Dynamic, Box<EvalAltResult>> {
     if let Some(scope) = primitive.scope {
-        state.principal.require(scope, &format!("{}()", primitive.name)).map_err(system)?;
+        state
+            .principal
+            .require(scope, &format!("{}()", primitive.name))
+            .map_err(system)?;
     }
-    let values: Vec<Value> = args.iter().map(|a| rhai::serde::from_dynamic::<Value>(a).unwrap_or(Value::Null)).collect();
+    let values: Vec<Value> = args
+        .iter()
+        .map(|a| rhai::serde::from_dynamic::<Value>(a).unwrap_or(Value::Null))
+        .collect();
     let clock = Instant::now();
-    let RunState { site, guard, principal, run_id, .. } = &*state;
-    let mut call = Call { site, guard, principal, run_id, effects: Vec::new() };
+    let RunState {
+        site,
+        guard,
+        principal,
+        run_id,
+        ..
+    } = &*state;
+    let mut call = Call {
+        site,
+        guard,
+        principal,
+        run_id,
+        effects: Vec::new(),
+    };
     let result = (primitive.body)(&mut call, values.clone());
     let effects = std::mem::take(&mut call.effects);
     let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -397,13 +492,27 @@ fn invoke(primitive: &Primitive, state: &mut RunState, args: &mut [&mut Dynamic]
     });
     match result {
         Ok(value) => rhai::serde::to_dynamic(value),
-        Err(err) if matches!(err.kind(), ErrorKind::Unauthorized | ErrorKind::Policy | ErrorKind::Locked) => Err(system(err)),
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::Unauthorized | ErrorKind::Policy | ErrorKind::Locked
+            ) =>
+        {
+            Err(system(err))
+        }
         Err(err) => {
             let mut map = rhai::Map::new();
             map.insert("kind".into(), err.kind().as_str().into());
             map.insert("message".into(), err.message().into());
-            map.insert("server".into(), err.server().map_or(Dynamic::UNIT, |s| Dynamic::from(s.to_owned())));
-            Err(Box::new(EvalAltResult::ErrorRuntime(map.into(), Position::NONE)))
+            map.insert(
+                "server".into(),
+                err.server()
+                    .map_or(Dynamic::UNIT, |s| Dynamic::from(s.to_owned())),
+            );
+            Err(Box::new(EvalAltResult::ErrorRuntime(
+                map.into(),
+                Position::NONE,
+            )))
         }
     }
 }

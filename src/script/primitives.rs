@@ -53,13 +53,21 @@ pub struct Primitive {
 
 impl fmt::Debug for Primitive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Primitive").field("name", &self.name).field("params", &self.params).field("scope", &self.scope).finish_non_exhaustive()
+        f.debug_struct("Primitive")
+            .field("name", &self.name)
+            .field("params", &self.params)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
 impl Primitive {
     /// Starts a declaration: `Primitive::new("servers", "array of ...", "lists ...")`.
-    pub fn new(name: impl Into<String>, returns: impl Into<String>, doc: impl Into<String>) -> Primitive {
+    pub fn new(
+        name: impl Into<String>,
+        returns: impl Into<String>,
+        doc: impl Into<String>,
+    ) -> Primitive {
         Primitive {
             name: name.into(),
             params: Vec::new(),
@@ -72,7 +80,10 @@ impl Primitive {
 
     #[must_use]
     pub fn param(mut self, name: impl Into<String>, ty: ParamType) -> Primitive {
-        self.params.push(Param { name: name.into(), ty });
+        self.params.push(Param {
+            name: name.into(),
+            ty,
+        });
         self
     }
 
@@ -85,14 +96,30 @@ impl Primitive {
     }
 
     #[must_use]
-    pub fn body(mut self, body: impl Fn(&mut Call<'_>, Vec<Value>) -> Result<Value> + Send + Sync + 'static) -> Primitive {
+    pub fn body(
+        mut self,
+        body: impl Fn(&mut Call<'_>, Vec<Value>) -> Result<Value> + Send + Sync + 'static,
+    ) -> Primitive {
         self.body = Arc::new(body);
         self
     }
 
     /// `check(name: string)`, as `tend api` shows it.
     pub fn signature(&self) -> String {
-        let params: Vec<String> = self.params.iter().map(|p| format!("{}: {}", p.name, serde_json::to_value(p.ty).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())).collect();
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: {}",
+                    p.name,
+                    serde_json::to_value(p.ty)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
         format!("{}({})", self.name, params.join(", "))
     }
 }
@@ -129,7 +156,8 @@ pub struct Registry {
 
 impl Registry {
     pub fn add(&mut self, primitive: Primitive) {
-        self.primitives.retain(|p| !(p.name == primitive.name && p.params.len() == primitive.params.len()));
+        self.primitives
+            .retain(|p| !(p.name == primitive.name && p.params.len() == primitive.params.len()));
         self.primitives.push(primitive);
     }
 
@@ -144,7 +172,8 @@ impl Registry {
 
     /// The reference `tend api --format markdown` prints.
     pub fn to_markdown(&self) -> String {
-        let mut out = String::from("| primitive | scope | returns | what it does |\n|---|---|---|---|\n");
+        let mut out =
+            String::from("| primitive | scope | returns | what it does |\n|---|---|---|---|\n");
         for p in &self.primitives {
             out.push_str(&format!(
                 "| `{}` | {} | {} | {} |\n",

@@ -61,17 +61,27 @@ pub struct ServerEntry {
 impl ClientConfig {
     /// Reads and parses a client config; invalid JSON names the file, line and column.
     pub fn load(path: &Path) -> Result<ClientConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::config(format!("cannot read client config {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("cannot read client config {}: {e}", path.display()))
+        })?;
         ClientConfig::parse(path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<ClientConfig> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
-            Error::config(format!("{}:{}:{}: invalid JSON: {}", path.display(), e.line(), e.column(), strip_position(&e)))
+            Error::config(format!(
+                "{}:{}:{}: invalid JSON: {}",
+                path.display(),
+                e.line(),
+                e.column(),
+                strip_position(&e)
+            ))
         })?;
         let Value::Object(document) = value else {
-            return Err(Error::config(format!("{}:1:1: a client config must be a JSON object", path.display())));
+            return Err(Error::config(format!(
+                "{}:1:1: a client config must be a JSON object",
+                path.display()
+            )));
         };
         let kind = if document.contains_key("mcpServers") {
             ClientKind::McpServers
@@ -82,10 +92,19 @@ impl ClientConfig {
         };
         if let Some(servers) = document.get(kind.key()) {
             if !servers.is_object() {
-                return Err(Error::config(format!("{}: `{}` must be an object of servers", path.display(), kind.key())));
+                return Err(Error::config(format!(
+                    "{}: `{}` must be an object of servers",
+                    path.display(),
+                    kind.key()
+                )));
             }
         }
-        Ok(ClientConfig { path: path.to_path_buf(), kind, document, trailing_newline: text.ends_with('\n') })
+        Ok(ClientConfig {
+            path: path.to_path_buf(),
+            kind,
+            document,
+            trailing_newline: text.ends_with('\n'),
+        })
     }
 
     /// The server entries, in file order.
@@ -96,16 +115,27 @@ impl ClientConfig {
         servers
             .iter()
             .map(|(name, value)| {
-                let command = value.get("command").and_then(Value::as_str).map(str::to_owned);
+                let command = value
+                    .get("command")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 let args: Vec<String> = value
                     .get("args")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let env = value
                     .get("env")
                     .and_then(Value::as_object)
-                    .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let package = command.as_deref().and_then(|c| infer_package(c, &args));
                 ServerEntry {
@@ -130,7 +160,9 @@ impl ClientConfig {
     /// kept, in its order. Writing it is the caller's effect (adopt, swap, rollback).
     pub fn render_with_entry(&self, name: &str, value: Value) -> String {
         let mut document = self.document.clone();
-        let servers = document.entry(self.kind.key()).or_insert_with(|| Value::Object(Map::new()));
+        let servers = document
+            .entry(self.kind.key())
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(map) = servers {
             map.insert(name.to_owned(), value);
         }
@@ -188,7 +220,10 @@ fn split_spec(spec: &str) -> PackageSpec {
                 version: (!version.is_empty() && version != "latest").then(|| version.to_owned()),
             }
         }
-        None => PackageSpec { name: spec.to_owned(), version: None },
+        None => PackageSpec {
+            name: spec.to_owned(),
+            version: None,
+        },
     }
 }
 
@@ -202,19 +237,43 @@ mod tests {
 
     #[test]
     fn infers_packages_from_npx_lines() {
-        let cases: [(&str, &[&str], Option<(&str, Option<&str>)>); 8] = [
-            ("npx", &["-y", "@modelcontextprotocol/server-memory"], Some(("@modelcontextprotocol/server-memory", None))),
-            ("npx", &["-y", "@modelcontextprotocol/server-memory@2025.4.25"], Some(("@modelcontextprotocol/server-memory", Some("2025.4.25")))),
-            ("/usr/bin/npx", &["--yes", "left-pad@1.3.0", "--flag"], Some(("left-pad", Some("1.3.0")))),
-            ("npx", &["-p", "@scope/pkg@2", "run-it"], Some(("@scope/pkg", Some("2")))),
-            ("npx", &["--package=tool@latest", "tool"], Some(("tool", None))),
+        type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, Option<&'a str>)>);
+        let cases: [Case<'_>; 8] = [
+            (
+                "npx",
+                &["-y", "@modelcontextprotocol/server-memory"],
+                Some(("@modelcontextprotocol/server-memory", None)),
+            ),
+            (
+                "npx",
+                &["-y", "@modelcontextprotocol/server-memory@2025.4.25"],
+                Some(("@modelcontextprotocol/server-memory", Some("2025.4.25"))),
+            ),
+            (
+                "/usr/bin/npx",
+                &["--yes", "left-pad@1.3.0", "--flag"],
+                Some(("left-pad", Some("1.3.0"))),
+            ),
+            (
+                "npx",
+                &["-p", "@scope/pkg@2", "run-it"],
+                Some(("@scope/pkg", Some("2"))),
+            ),
+            (
+                "npx",
+                &["--package=tool@latest", "tool"],
+                Some(("tool", None)),
+            ),
             ("npx", &["-y"], None),
             ("node", &["server.js"], None),
             ("uvx", &["mcp-server-git"], None),
         ];
         for (command, list, want) in cases {
             let got = infer_package(command, &args(list));
-            let want = want.map(|(n, v)| PackageSpec { name: n.into(), version: v.map(Into::into) });
+            let want = want.map(|(n, v)| PackageSpec {
+                name: n.into(),
+                version: v.map(Into::into),
+            });
             assert_eq!(got, want, "{command} {list:?}");
         }
     }
@@ -231,7 +290,10 @@ mod tests {
 }
 "#;
         let config = ClientConfig::parse(Path::new("/x/.mcp.json"), text).unwrap();
-        let out = config.render_with_entry("memory", serde_json::json!({"command": "/root/current/bin", "args": []}));
+        let out = config.render_with_entry(
+            "memory",
+            serde_json::json!({"command": "/root/current/bin", "args": []}),
+        );
         let back: Value = serde_json::from_str(&out).unwrap();
         let before: Value = serde_json::from_str(text).unwrap();
         assert_eq!(back["globalShortcut"], before["globalShortcut"]);
@@ -250,13 +312,20 @@ mod tests {
         assert_eq!(config.kind, ClientKind::Servers);
         let entries = config.entries();
         assert_eq!(entries[0].name, "fs");
-        assert_eq!(entries[0].package.as_ref().unwrap().name, "@modelcontextprotocol/server-filesystem");
+        assert_eq!(
+            entries[0].package.as_ref().unwrap().name,
+            "@modelcontextprotocol/server-filesystem"
+        );
     }
 
     #[test]
     fn invalid_json_names_line_and_column() {
-        let err = ClientConfig::parse(Path::new("/x/.mcp.json"), "{\n  \"mcpServers\": {,}\n}").unwrap_err();
+        let err = ClientConfig::parse(Path::new("/x/.mcp.json"), "{\n  \"mcpServers\": {,}\n}")
+            .unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        assert_eq!(err.message(), "/x/.mcp.json:2:18: invalid JSON: key must be a string");
+        assert_eq!(
+            err.message(),
+            "/x/.mcp.json:2:18: invalid JSON: key must be a string"
+        );
     }
 }

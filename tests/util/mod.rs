@@ -30,7 +30,17 @@ impl Test {
     pub fn new() -> Test {
         let dir = tempfile::tempdir().expect("temp dir");
         let site = format!("root = \"{}/root\"\n", dir.path().display());
-        Test { dir, site, args: Vec::new(), env: Vec::new(), status: 0, stdout: None, stderr: None, stderr_contains: Vec::new(), unchanged: None }
+        Test {
+            dir,
+            site,
+            args: Vec::new(),
+            env: Vec::new(),
+            status: 0,
+            stdout: None,
+            stderr: None,
+            stderr_contains: Vec::new(),
+            unchanged: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -99,7 +109,11 @@ impl Test {
     /// (created by the first run), the audit log, the run report and the state folder (lock,
     /// audit head).
     pub fn unchanged_but_bookkeeping(mut self) -> Test {
-        self.unchanged = Some(vec!["root/audit".into(), "root/reports".into(), "root/state".into()]);
+        self.unchanged = Some(vec![
+            "root/audit".into(),
+            "root/reports".into(),
+            "root/state".into(),
+        ]);
         self
     }
 
@@ -112,15 +126,28 @@ impl Test {
         std::fs::write(self.dir.path().join("tend.toml"), &self.site).expect("write tend.toml");
         let before = snapshot(self.dir.path());
         let mut command = Command::new(TEND);
-        command.args(&self.args).current_dir(self.dir.path()).env_remove("TEND_TOKEN").env_remove("TEND_SITE").env_remove("TEND_HOME").env_remove("TEND_LOG");
+        command
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .env_remove("TEND_TOKEN")
+            .env_remove("TEND_SITE")
+            .env_remove("TEND_HOME")
+            .env_remove("TEND_LOG");
         for (k, v) in &self.env {
             command.env(k, v);
         }
         let output = command.output().expect("run tend");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let shown = format!("args: {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}---", self.args);
-        assert_eq!(output.status.code(), Some(self.status), "exit code\n{shown}");
+        let shown = format!(
+            "args: {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}---",
+            self.args
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(self.status),
+            "exit code\n{shown}"
+        );
         if let Some(want) = &self.stdout {
             assert_eq!(&stdout, want, "stdout\n{shown}");
         }
@@ -128,16 +155,32 @@ impl Test {
             assert_eq!(&stderr, want, "stderr\n{shown}");
         }
         for want in &self.stderr_contains {
-            assert!(stderr.contains(want.as_str()), "stderr lacks {want:?}\n{shown}");
+            assert!(
+                stderr.contains(want.as_str()),
+                "stderr lacks {want:?}\n{shown}"
+            );
         }
         if let Some(except) = &self.unchanged {
             let after = snapshot(self.dir.path());
             let keep = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-                map.iter().filter(|(k, _)| !(except.iter().any(|e| k.starts_with(e.as_str())) || (!except.is_empty() && k.as_str() == "root"))).map(|(k, v)| (k.clone(), v.clone())).collect()
+                map.iter()
+                    .filter(|(k, _)| {
+                        !(except.iter().any(|e| k.starts_with(e.as_str()))
+                            || (!except.is_empty() && k.as_str() == "root"))
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             };
-            assert_eq!(keep(&before), keep(&after), "the site folder changed\n{shown}");
+            assert_eq!(
+                keep(&before),
+                keep(&after),
+                "the site folder changed\n{shown}"
+            );
         }
-        Done { dir: self.dir, output }
+        Done {
+            dir: self.dir,
+            output,
+        }
     }
 }
 
@@ -159,13 +202,25 @@ impl Done {
     /// The run reports written under the root.
     pub fn reports(&self) -> Vec<serde_json::Value> {
         let dir = self.path().join("root/reports");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).map(|d| d.map(|e| e.expect("entry").path()).collect()).unwrap_or_default();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.map(|e| e.expect("entry").path()).collect())
+            .unwrap_or_default();
         files.sort();
-        files.iter().map(|f| serde_json::from_str(&std::fs::read_to_string(f).expect("read report")).expect("report json")).collect()
+        files
+            .iter()
+            .map(|f| {
+                serde_json::from_str(&std::fs::read_to_string(f).expect("read report"))
+                    .expect("report json")
+            })
+            .collect()
     }
 
     pub fn audit_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(self.path().join("root/audit/audit.jsonl")).unwrap_or_default().lines().map(str::to_owned).collect()
+        std::fs::read_to_string(self.path().join("root/audit/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -177,20 +232,35 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 }
 
 fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries {
         let entry = entry.expect("entry");
         let path = entry.path();
-        let rel = path.strip_prefix(base).expect("prefix").display().to_string();
+        let rel = path
+            .strip_prefix(base)
+            .expect("prefix")
+            .display()
+            .to_string();
         let meta = std::fs::symlink_metadata(&path).expect("metadata");
         let what = if meta.file_type().is_symlink() {
-            format!("link {}", std::fs::read_link(&path).expect("readlink").display())
+            format!(
+                "link {}",
+                std::fs::read_link(&path).expect("readlink").display()
+            )
         } else if meta.is_dir() {
             walk(base, &path, out);
             format!("dir {:o}", meta.mode())
         } else {
             let bytes = std::fs::read(&path).expect("read");
-            format!("file {:o} {} {} {}", meta.mode(), meta.len(), meta.mtime_nsec(), hex::encode(Sha256::digest(&bytes)))
+            format!(
+                "file {:o} {} {} {}",
+                meta.mode(),
+                meta.len(),
+                meta.mtime_nsec(),
+                hex::encode(Sha256::digest(&bytes))
+            )
         };
         out.insert(rel, what);
     }
