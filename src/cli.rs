@@ -52,6 +52,12 @@ pub enum Command {
         #[arg(required = true)]
         playbooks: Vec<PathBuf>,
     },
+    /// Remove what retention no longer keeps; without a token, only show it.
+    Prune {
+        /// Show what would be removed, removing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the primitive reference, generated from the registrations.
     Api {
         /// Output format.

@@ -37,6 +37,11 @@ impl Layout {
         self.server(name).join("current")
     }
 
+    /// The release `current` pointed to before the last swap.
+    pub fn previous(&self, name: &str) -> PathBuf {
+        self.server(name).join("previous")
+    }
+
     pub fn staging(&self) -> PathBuf {
         self.root.join("staging")
     }
@@ -64,6 +69,31 @@ impl Layout {
     pub fn metrics(&self) -> PathBuf {
         self.root.join("metrics")
     }
+
+    /// The Prometheus textfile.
+    pub fn metrics_file(&self) -> PathBuf {
+        self.metrics().join("tend.prom")
+    }
+
+    /// tend's own logs (staging logs live beside their staging directory).
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// The registry cache.
+    pub fn cache(&self) -> PathBuf {
+        self.state().join("cache")
+    }
+
+    /// Archives prune writes before deleting a category listed in `archive_before_delete`.
+    pub fn archive(&self) -> PathBuf {
+        self.root.join("archive")
+    }
+
+    /// The top-level names tend creates under the root; anything else is not tend's.
+    pub const TOP_LEVEL: [&'static str; 9] = [
+        "servers", "staging", "backups", "audit", "reports", "metrics", "state", "logs", "archive",
+    ];
 
     pub fn state(&self) -> PathBuf {
         self.root.join("state")

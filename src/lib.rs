@@ -42,6 +42,7 @@ mod error;
 pub mod guard;
 pub mod layout;
 pub mod ops;
+pub mod proc;
 pub mod report;
 pub mod script;
 pub mod site;

@@ -107,6 +107,37 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             }
             Ok(report.exit_code())
         }
+        Command::Prune { dry_run } => {
+            let site = Site::discover(cli.site.as_deref())?;
+            let token = token(&cli)?;
+            // Without a token prune can only show its plan: that is the safe default.
+            let options = RunOptions {
+                dry_run: *dry_run || token.is_none(),
+                token,
+                ..RunOptions::default()
+            };
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let report = Runtime::new(site).run(
+                &Playbook::from_source("tend prune", "prune()", cwd),
+                options,
+            )?;
+            if let Some(error) = &report.error {
+                eprintln!("error: {}", error.message);
+                return Ok(report.exit_code());
+            }
+            let result: tend::ops::prune::PruneReport =
+                serde_json::from_value(report.result.clone())
+                    .map_err(|e| Error::failed(format!("prune: {e}")))?;
+            if cli.json {
+                print_json(&report.result);
+            } else {
+                print!("{}", result.table());
+            }
+            for error in &result.errors {
+                eprintln!("error: {error}");
+            }
+            Ok(if result.errors.is_empty() { 0 } else { 1 })
+        }
         Command::Lint { playbooks } => {
             let runtime = Runtime::new(Site::discover(cli.site.as_deref())?);
             let mut worst = 0;

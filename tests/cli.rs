@@ -973,3 +973,367 @@ fn a_second_run_exits_3_at_once_and_changes_nothing() {
             .success()
     );
 }
+
+// ---------------------------------------------------------------- prune
+
+/// Writes a release tend would have installed: `release.json` with version and install time.
+fn release(
+    root: &Path,
+    server: &str,
+    version: &str,
+    installed_days_ago: u64,
+) -> std::path::PathBuf {
+    let dir = root
+        .join("servers")
+        .join(server)
+        .join("releases")
+        .join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    let at = time::OffsetDateTime::now_utc() - time::Duration::days(installed_days_ago as i64);
+    let manifest = serde_json::json!({ "package": "@modelcontextprotocol/server-memory", "version": version, "installed_at": tend::clock::rfc3339(at) });
+    std::fs::write(dir.join("release.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("index.js"), vec![b'x'; 1000]).unwrap();
+    dir
+}
+
+fn age(path: &Path, seconds: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .or_else(|_| std::fs::File::open(path))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+const DAY: u64 = 86_400;
+
+/// A root with releases, backups, staging, logs, reports and things tend did not create.
+fn prune_site() -> Test {
+    let test = Test::new().site("[retention]\nkeep_releases = 1\nkeep_backups = 2\nbackups_days = 30\nstaging_days = 7\narchive_before_delete = [\"backups\"]\n").site(&token_line("\"prune\""));
+    let root = test.path().join("root");
+    for (version, days) in [
+        ("1.0.0", 50),
+        ("1.1.0", 40),
+        ("1.2.0", 30),
+        ("1.3.0", 20),
+        ("1.4.0", 10),
+    ] {
+        release(&root, "memory", version, days);
+    }
+    std::os::unix::fs::symlink("releases/1.4.0", root.join("servers/memory/current")).unwrap();
+    std::os::unix::fs::symlink("releases/1.2.0", root.join("servers/memory/previous")).unwrap();
+    std::os::unix::fs::symlink("/", root.join("servers/memory/releases/9.9.9")).unwrap();
+    std::fs::create_dir_all(root.join("backups")).unwrap();
+    for (name, days) in [
+        ("memory-1.0.0-20250101T000000Z.tar.gz", 0),
+        ("memory-1.1.0-20250201T000000Z.tar.gz", 0),
+        ("memory-1.2.0-20990101T000000Z.tar.gz", 0),
+        ("memory-1.3.0-20990201T000000Z.tar.gz", 0),
+        ("memory-backup-final.tar.gz", 400),
+    ] {
+        std::fs::write(root.join("backups").join(name), name).unwrap();
+        if days > 0 {
+            age(&root.join("backups").join(name), days * DAY);
+        }
+    }
+    std::fs::create_dir_all(root.join("staging/memory-2.0.0.partial/package")).unwrap();
+    std::fs::write(
+        root.join("staging/memory-2.0.0.partial/package/index.js"),
+        "partial",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("staging/memory-2.1.0.partial")).unwrap();
+    age(&root.join("staging/memory-2.0.0.partial"), 7 * DAY + 3600);
+    age(&root.join("staging/memory-2.1.0.partial"), 7 * DAY - 3600);
+    std::fs::write(root.join("staging/notes.txt"), "mine").unwrap();
+    age(&root.join("staging/notes.txt"), 100 * DAY);
+    std::fs::create_dir_all(root.join("mystuff")).unwrap();
+    test
+}
+
+fn items_by_path(result: &serde_json::Value, root: &Path) -> Vec<(String, String, String)> {
+    result["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let path = std::path::PathBuf::from(i["path"].as_str().unwrap());
+            (
+                path.strip_prefix(root).unwrap().display().to_string(),
+                i["category"].as_str().unwrap().to_owned(),
+                i["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn expected_plan(remove: &str, archive: &str) -> Vec<(String, String, String)> {
+    [
+        ("mystuff", "unknown", "keep"),
+        ("staging/memory-2.0.0.partial", "staging", remove),
+        ("staging/memory-2.1.0.partial", "staging", "keep"),
+        ("staging/notes.txt", "unknown", "keep"),
+        ("servers/memory/releases/9.9.9", "unknown", "keep"),
+        ("servers/memory/releases/1.4.0", "releases", "keep"),
+        ("servers/memory/releases/1.3.0", "releases", "keep"),
+        ("servers/memory/releases/1.2.0", "releases", "keep"),
+        ("servers/memory/releases/1.1.0", "releases", remove),
+        ("servers/memory/releases/1.0.0", "releases", remove),
+        ("backups/memory-backup-final.tar.gz", "unknown", "keep"),
+        (
+            "backups/memory-1.3.0-20990201T000000Z.tar.gz",
+            "backups",
+            "keep",
+        ),
+        (
+            "backups/memory-1.2.0-20990101T000000Z.tar.gz",
+            "backups",
+            "keep",
+        ),
+        (
+            "backups/memory-1.1.0-20250201T000000Z.tar.gz",
+            "backups",
+            archive,
+        ),
+        (
+            "backups/memory-1.0.0-20250101T000000Z.tar.gz",
+            "backups",
+            archive,
+        ),
+    ]
+    .iter()
+    .map(|(p, c, a)| ((*p).to_owned(), (*c).to_owned(), (*a).to_owned()))
+    .collect()
+}
+
+#[test]
+fn prune_without_a_token_only_shows_its_plan() {
+    let done = prune_site()
+        .args(&["--json", "prune"])
+        .unchanged_but_bookkeeping()
+        .run();
+    let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(result["dry_run"], true);
+    assert_eq!(
+        items_by_path(&result, &done.path().join("root")),
+        expected_plan("remove", "archive_and_remove")
+    );
+    let removable: u64 = result["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["action"] != "keep")
+        .map(|i| i["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(result["bytes_freed"], removable);
+    let partial = result["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("memory-2.0.0.partial")
+        })
+        .unwrap();
+    assert_eq!(
+        (partial["bytes"].as_u64(), partial["reason"].as_str()),
+        (Some(7), Some("older than 7d"))
+    );
+    let young = result["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("memory-2.1.0.partial")
+        })
+        .unwrap();
+    assert_eq!(
+        (young["age_days"].as_f64(), young["reason"].as_str()),
+        (Some(6.96), Some("within 7d"))
+    );
+}
+
+#[test]
+fn prune_removes_what_retention_no_longer_keeps_and_nothing_else() {
+    let test = prune_site().file("token", SECRET);
+    let root = test.path().join("root");
+    let outside_before = util::snapshot(Path::new("/etc"));
+    let done = test
+        .args(&["--token-file", "token", "--json", "prune"])
+        .run();
+    let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(result["dry_run"], false);
+    assert_eq!(result["errors"], serde_json::json!([]));
+    let plan = items_by_path(&result, &root);
+    assert_eq!(plan, expected_plan("remove", "archive_and_remove"));
+    for (path, _, action) in &plan {
+        assert_eq!(
+            std::fs::symlink_metadata(root.join(path)).is_ok(),
+            action == "keep",
+            "{path} {action}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(root.join("servers/memory/releases/9.9.9")).unwrap(),
+        Path::new("/")
+    );
+    assert_eq!(util::snapshot(Path::new("/etc")), outside_before);
+    // The old backups went into an archive that reads back.
+    let archives: Vec<_> = std::fs::read_dir(root.join("archive"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(archives.len(), 1);
+    let name = archives[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        name.starts_with("backups-") && name.ends_with(".tar.gz"),
+        "{name}"
+    );
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(&archives[0]).unwrap(),
+    ));
+    let mut names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "backups/memory-1.0.0-20250101T000000Z.tar.gz",
+            "backups/memory-1.1.0-20250201T000000Z.tar.gz"
+        ]
+    );
+    // Metrics and audit record it.
+    let metrics = std::fs::read_to_string(root.join("metrics/tend.prom")).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "tend_cleanup_bytes_freed_total {}\n",
+            result["bytes_freed"]
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tend_cleanup_items_total{category=\"releases\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tend_cleanup_items_total{category=\"backups\"} 2\n"),
+        "{metrics}"
+    );
+    let audit = done.audit_lines();
+    let record = audit
+        .iter()
+        .find(|l| l.contains("\"primitive\":\"prune\""))
+        .expect("prune audited");
+    assert!(
+        record.contains("\"token\":\"cron\"")
+            && record.contains("remove tree ")
+            && record.contains("archive 2 items into "),
+        "{record}"
+    );
+    // A second prune finds nothing more to do, and the counters add up.
+    let again = Command::new(TEND)
+        .args(["--token-file", "token", "--json", "prune"])
+        .current_dir(done.path())
+        .output()
+        .unwrap();
+    let second: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(second["bytes_freed"], 0);
+    assert_eq!(
+        std::fs::read_to_string(root.join("metrics/tend.prom")).unwrap(),
+        metrics
+    );
+}
+
+#[test]
+fn prune_never_removes_a_release_a_process_uses() {
+    let test = prune_site().file("token", SECRET);
+    let old = test.path().join("root/servers/memory/releases/1.0.0");
+    let mut sleeper = Command::new("sleep")
+        .arg("30")
+        .current_dir(&old)
+        .spawn()
+        .unwrap();
+    let done = test
+        .args(&["--token-file", "token", "--json", "prune"])
+        .run();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    let item = result["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == old.display().to_string())
+        .unwrap();
+    assert_eq!(item["action"], "keep");
+    assert_eq!(item["reason"], format!("in use by pid {}", sleeper.id()));
+    assert!(old.is_dir());
+}
+
+#[test]
+fn prune_without_the_scope_exits_4_and_removes_nothing() {
+    prune_site()
+        .site_exactly("root = \"{dir}/root\"\n")
+        .site(&token_line("\"stage\""))
+        .file("token", SECRET)
+        .args(&["--token-file", "token", "prune"])
+        .status(4)
+        .stderr("error: prune() needs a token with the `prune` scope; token `cron` does not have it\n --> tend prune:1:1\n  |\n1 | prune()\n  | ^\n")
+        .unchanged_but_bookkeeping()
+        .run();
+}
+
+#[test]
+fn prune_retention_that_is_not_a_number_is_a_site_error() {
+    prune_site()
+        .site_exactly("root = \"{dir}/root\"\n[retention]\nkeep_releases = \"all\"\n")
+        .args(&["prune"])
+        .status(2)
+        .stderr("error: {dir}/tend.toml:3:17: `retention.keep_releases`: invalid type: string \"all\", expected a whole number of 0 or more\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn prune_copes_with_a_tree_that_changes_while_it_walks() {
+    let test = prune_site().file("token", SECRET);
+    let busy = test
+        .path()
+        .join("root/staging/memory-2.0.0.partial/package");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (busy, stop) = (busy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::write(busy.join(format!("f{n}")), "x");
+                let _ = std::fs::remove_file(busy.join(format!("f{}", n.saturating_sub(3))));
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let done = test
+        .args(&["--token-file", "token", "--json", "prune"])
+        .run();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+    let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(result["errors"], serde_json::json!([]));
+    assert!(!busy.parent().unwrap().exists());
+}

@@ -34,6 +34,13 @@ pub enum Effect {
     RemoveFile { path: PathBuf },
     /// Remove a directory tree without following any link inside it.
     RemoveTree { path: PathBuf },
+    /// Pack `sources` (named relative to `base`, links stored as links) into the gzip tar
+    /// `path`, written atomically and read back completely before it is renamed into place.
+    Archive {
+        path: PathBuf,
+        base: PathBuf,
+        sources: Vec<PathBuf>,
+    },
 }
 
 impl Effect {
@@ -46,6 +53,9 @@ impl Effect {
             | Effect::RemoveFile { path }
             | Effect::RemoveTree { path } => vec![path],
             Effect::Rename { from, to } => vec![from, to],
+            Effect::Archive { path, sources, .. } => std::iter::once(path.as_path())
+                .chain(sources.iter().map(PathBuf::as_path))
+                .collect(),
         }
     }
 }
@@ -65,6 +75,13 @@ impl fmt::Display for Effect {
             }
             Effect::RemoveFile { path } => write!(f, "remove {}", path.display()),
             Effect::RemoveTree { path } => write!(f, "remove tree {}", path.display()),
+            Effect::Archive { path, sources, .. } => write!(
+                f,
+                "archive {} item{} into {}",
+                sources.len(),
+                if sources.len() == 1 { "" } else { "s" },
+                path.display()
+            ),
         }
     }
 }
@@ -176,7 +193,81 @@ fn apply_one(jail: &Jail, effect: &Effect, declared: &[PathBuf]) -> Result<()> {
             let (dir, name) = jail.open_parent(path, declared)?;
             remove_tree_at(&dir, &name).map_err(|e| Error::io("remove", path, e))
         }
+        Effect::Archive {
+            path,
+            base,
+            sources,
+        } => {
+            let (dir, name) = jail.open_parent(path, declared)?;
+            write_archive(&dir, &name, base, sources)
+                .map_err(|e| Error::io("archive into", path, e))
+        }
     }
+}
+
+/// Builds the archive in a temp file, reads every entry back, then renames it into place.
+fn write_archive(
+    dir: &OwnedFd,
+    name: &OsStr,
+    base: &Path,
+    sources: &[PathBuf],
+) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let temp = temp_name(name).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let result = (|| {
+        let fd = rustix::fs::openat(
+            dir,
+            &temp,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        let file = std::fs::File::from(fd);
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::default(),
+        ));
+        builder.follow_symlinks(false);
+        let mut written = 0usize;
+        for source in sources {
+            let inside = source.strip_prefix(base).map_err(|_| {
+                std::io::Error::other(format!(
+                    "{} is not under {}",
+                    source.display(),
+                    base.display()
+                ))
+            })?;
+            let meta = std::fs::symlink_metadata(source)?;
+            if meta.is_dir() {
+                builder.append_dir_all(inside, source)?;
+            } else {
+                builder.append_path_with_name(source, inside)?;
+            }
+            written += 1;
+        }
+        let mut file = builder.into_inner()?.finish()?;
+        file.sync_all()?;
+        // Verify: the archive decompresses and lists at least one entry per source.
+        file.seek(SeekFrom::Start(0))?;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&file));
+        let mut entries = 0usize;
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            std::io::copy(&mut entry, &mut std::io::sink())?;
+            entries += 1;
+        }
+        if entries < written {
+            return Err(std::io::Error::other(format!(
+                "the archive reads back {entries} entries for {written} items"
+            )));
+        }
+        rustix::fs::renameat(dir, &temp, dir, name)?;
+        rustix::fs::fsync(dir)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+    }
+    result
 }
 
 fn create_dir_all(jail: &Jail, path: &Path) -> Result<()> {

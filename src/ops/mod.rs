@@ -1,6 +1,8 @@
 //! Operations: plain Rust, no Rhai. Each is reached from a playbook primitive, a CLI command
 //! and the library alike; `builtins()` declares the primitives over them.
 
+pub mod prune;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -72,6 +74,13 @@ fn arg_str(args: &[Value], i: usize) -> &str {
 /// The primitives every runtime has.
 pub fn builtins() -> Vec<Primitive> {
     vec![
+        Primitive::new("prune", "#{dry_run, items: [#{path, category, server, age_days, bytes, action, reason}], bytes_freed, errors}", "removes what retention no longer keeps: staging, old releases, backups, logs, cache, reports; anything tend did not create is listed as unknown and left alone")
+            .scope(crate::Scope::Prune)
+            .body(|call, _| prune::prune(call, None).map(|r| serde_json::to_value(r).unwrap_or_default())),
+        Primitive::new("prune", "as prune()", "prune with per-call retention overrides, e.g. #{keep_releases: 1, backups_days: 7}")
+            .param("overrides", ParamType::Map)
+            .scope(crate::Scope::Prune)
+            .body(|call, args| prune::prune(call, args.first()).map(|r| serde_json::to_value(r).unwrap_or_default())),
         Primitive::new("servers", "array of #{name, package, current, managed, client}", "every server of the site's client configs, with its npm package and live version")
             .body(|call, _| Ok(serde_json::to_value(servers(call.site)).unwrap_or_default())),
         Primitive::new("site", "map: policy, thresholds, retention, monitor, limits, servers", "the site's effective settings, per-server overrides merged under `servers[name]`")
