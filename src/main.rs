@@ -26,10 +26,10 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {}", err.message());
             if json {
-                println!(
-                    "{}",
+                emit(&format!(
+                    "{}\n",
                     json!({ "error": { "kind": err.kind().as_str(), "message": err.message(), "exit_code": err.exit_code() } })
-                );
+                ));
             }
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
         }
@@ -68,11 +68,24 @@ fn token(cli: &Cli) -> Result<Option<Token>, Error> {
     Ok(std::env::var("TEND_TOKEN").ok().map(Token::new))
 }
 
+/// Writes to stdout; a closed pipe (`tend audit tail | head`) ends tend quietly.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
+    emit(&format!(
+        "{}\n",
         serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    ));
 }
 
 fn execute(cli: Cli) -> Result<i32, Error> {
@@ -103,7 +116,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             if cli.json {
                 print_json(&serde_json::to_value(&report).unwrap_or_default());
             } else {
-                println!("{}", report.summary());
+                emit(&format!("{}\n", report.summary()));
             }
             Ok(report.exit_code())
         }
@@ -131,7 +144,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             if cli.json {
                 print_json(&report.result);
             } else {
-                print!("{}", result.table());
+                emit(&result.table());
             }
             for error in &result.errors {
                 eprintln!("error: {error}");
@@ -145,7 +158,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             for path in playbooks {
                 let outcome = Playbook::from_file(path).and_then(|p| runtime.lint(&p));
                 match &outcome {
-                    Ok(()) if !cli.json => println!("{}: ok", path.display()),
+                    Ok(()) if !cli.json => emit(&format!("{}: ok\n", path.display())),
                     Ok(()) => {}
                     Err(err) => {
                         eprintln!("error: {}", err.message());
@@ -166,7 +179,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 Runtime::new(Site::defaults(std::env::current_dir().unwrap_or_default())?);
             match (format, cli.json) {
                 (ApiFormat::Json, _) | (_, true) => print_json(&runtime.primitives().to_json()),
-                (ApiFormat::Markdown, false) => print!("{}", runtime.primitives().to_markdown()),
+                (ApiFormat::Markdown, false) => emit(&runtime.primitives().to_markdown()),
             }
             Ok(0)
         }
@@ -181,10 +194,10 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                                 &json!({ "intact": true, "records": records, "path": layout.audit_log() }),
                             );
                         } else {
-                            println!(
-                                "audit log intact: {records} records in {}",
+                            emit(&format!(
+                                "audit log intact: {records} records in {}\n",
                                 layout.audit_log().display()
-                            );
+                            ));
                         }
                         Ok(0)
                     }
@@ -206,9 +219,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                             .collect();
                         print_json(&json!(records));
                     } else {
-                        for line in lines {
-                            println!("{line}");
-                        }
+                        emit(&lines.iter().map(|l| format!("{l}\n")).collect::<String>());
                     }
                     Ok(0)
                 }
@@ -230,7 +241,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                     &json!({ "name": entry.name, "token": token.reveal(), "sha256": entry.sha256, "scopes": entry.scopes, "toml": entry.toml_line() }),
                 );
             } else {
-                println!("{}", token.reveal());
+                emit(&format!("{}\n", token.reveal()));
                 eprintln!(
                     "keep the token above secret; add this entry to [auth] tokens in tend.toml:"
                 );
@@ -239,7 +250,9 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "tend", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "tend", &mut script);
+            emit(&String::from_utf8_lossy(&script));
             Ok(0)
         }
     }

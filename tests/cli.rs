@@ -127,7 +127,13 @@ fn api_lists_every_declared_primitive() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["servers", "site", "dry_run", "log", "notify"]);
+    assert_eq!(
+        names,
+        [
+            "servers", "site", "dry_run", "log", "notify", "prune", "prune"
+        ]
+    );
+    assert_eq!(api[5]["scope"], "prune");
     assert_eq!(
         api[3]["params"],
         serde_json::json!([{"name": "level", "type": "string"}, {"name": "message", "type": "string"}])
@@ -233,7 +239,7 @@ fn a_deeply_nested_expression_is_refused_before_the_run() {
         .args(&["run", "p.rhai"])
         .status(5)
         .stderr_contains(
-            "error: sandbox limit: expression nested deeper than 64 levels\n --> p.rhai:1:",
+            "error: sandbox limit: expression nested deeper than 64 levels ([limits] max_expr_depth)\n --> p.rhai:1:",
         )
         .unchanged()
         .run();
@@ -1336,4 +1342,30 @@ fn prune_copes_with_a_tree_that_changes_while_it_walks() {
     let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
     assert_eq!(result["errors"], serde_json::json!([]));
     assert!(!busy.parent().unwrap().exists());
+}
+
+#[test]
+fn a_module_whose_top_level_calls_a_primitive_is_refused_at_compile_time() {
+    Test::new()
+        .file("books/eager.rhai", "let all = servers();\nfn count() { 1 }\n")
+        .file("books/p.rhai", "import \"eager\" as e;\ne::count()\n")
+        .args(&["run", "books/p.rhai"])
+        .status(2)
+        .stderr("error: Function not found: servers ()\n --> {dir}/books/eager.rhai:1:11\n  |\n1 | let all = servers();\n  |           ^\nnote: imports load when the playbook is compiled; a module's top level may only define functions and constants\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn prune_takes_per_call_overrides_from_a_playbook() {
+    let done = prune_site().file("p.rhai", "let r = prune(#{ keep_releases: 0, keep_backups: 0, backups_days: 0 });\nr.items.filter(|i| i.action != \"keep\").len()\n").args(&["--json", "run", "--dry-run", "p.rhai"]).run();
+    let report: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    // releases 1.3.0, 1.1.0, 1.0.0 (current and previous stay), the two backups stamped in
+    // the past (the two stamped 2099 are not older than 0 days), one stale partial
+    assert_eq!(report["result"], 6);
+    assert!(
+        done.path()
+            .join("root/servers/memory/releases/1.0.0")
+            .is_dir()
+    );
 }

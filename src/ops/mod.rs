@@ -74,13 +74,6 @@ fn arg_str(args: &[Value], i: usize) -> &str {
 /// The primitives every runtime has.
 pub fn builtins() -> Vec<Primitive> {
     vec![
-        Primitive::new("prune", "#{dry_run, items: [#{path, category, server, age_days, bytes, action, reason}], bytes_freed, errors}", "removes what retention no longer keeps: staging, old releases, backups, logs, cache, reports; anything tend did not create is listed as unknown and left alone")
-            .scope(crate::Scope::Prune)
-            .body(|call, _| prune::prune(call, None).map(|r| serde_json::to_value(r).unwrap_or_default())),
-        Primitive::new("prune", "as prune()", "prune with per-call retention overrides, e.g. #{keep_releases: 1, backups_days: 7}")
-            .param("overrides", ParamType::Map)
-            .scope(crate::Scope::Prune)
-            .body(|call, args| prune::prune(call, args.first()).map(|r| serde_json::to_value(r).unwrap_or_default())),
         Primitive::new("servers", "array of #{name, package, current, managed, client}", "every server of the site's client configs, with its npm package and live version")
             .body(|call, _| Ok(serde_json::to_value(servers(call.site)).unwrap_or_default())),
         Primitive::new("site", "map: policy, thresholds, retention, monitor, limits, servers", "the site's effective settings, per-server overrides merged under `servers[name]`")
@@ -92,7 +85,7 @@ pub fn builtins() -> Vec<Primitive> {
             .body(|_, args| log(arg_str(&args, 0), arg_str(&args, 1)).map(|()| Value::Null)),
         Primitive::new(
             "notify",
-            "()",
+            "#{delivered, webhooks}",
             "sends a message to the site's [[notify]] webhooks; never fails the run (webhook delivery lands with scheduling: it is logged for now)",
         )
         .param("level", ParamType::String)
@@ -103,5 +96,12 @@ pub fn builtins() -> Vec<Primitive> {
             let _ = log(level, &format!("notify: {message}"));
             Ok(json!({ "delivered": 0, "webhooks": call.site.notify.len() }))
         }),
+        Primitive::new("prune", "#{dry_run, items: [#{path, category, server, age_days, bytes, action, reason}], bytes_freed, errors}", "removes what retention no longer keeps: staging, old releases, backups, logs, cache, reports; anything tend did not create is listed as unknown and left alone")
+            .scope(crate::Scope::Prune)
+            .body(|call, _| prune::prune(call, None).map(|r| serde_json::to_value(r).unwrap_or_default())),
+        Primitive::new("prune", "as prune()", "prune with per-call retention overrides, e.g. #{keep_releases: 1, backups_days: 7}")
+            .param("overrides", ParamType::Map)
+            .scope(crate::Scope::Prune)
+            .body(|call, args| prune::prune(call, args.first()).map(|r| serde_json::to_value(r).unwrap_or_default())),
     ]
 }

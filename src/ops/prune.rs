@@ -359,7 +359,7 @@ fn plan_backups(scan: &Scan<'_>, items: &mut Vec<Item>) {
     }
     for (server, mut backups) in per_server {
         let retention = scan.retention(Some(&server));
-        backups.sort_by(|a, b| b.0.cmp(&a.0));
+        backups.sort_by_key(|b| std::cmp::Reverse(b.0));
         for (index, (stamp, path)) in backups.into_iter().enumerate() {
             let age = scan.age_of(SystemTime::from(stamp));
             let it = if (index as u64) < retention.keep_backups.0 {

@@ -39,7 +39,9 @@ pub(crate) fn parse_error(err: &ParseErrorType, max_depth: u64) -> (ErrorKind, S
     match err {
         ParseErrorType::ExprTooDeep => (
             ErrorKind::Policy,
-            format!("sandbox limit: expression nested deeper than {max_depth} levels"),
+            format!(
+                "sandbox limit: expression nested deeper than {max_depth} levels ([limits] max_expr_depth)"
+            ),
         ),
         ParseErrorType::Reserved(word) if word == "eval" => (
             ErrorKind::Policy,

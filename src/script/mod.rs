@@ -131,9 +131,20 @@ impl Runtime {
     pub fn compile(&self, engine: &Engine, playbook: &Playbook) -> Result<AST> {
         let scope = vars_scope(&BTreeMap::new(), false);
         let source = playbook.source.as_str();
-        let mut ast = engine
-            .compile_into_self_contained(&scope, source)
-            .map_err(|err| self.describe(&err, playbook, None))?;
+        let mut ast = engine.compile_into_self_contained(&scope, source).map_err(|err| {
+            let described = self.describe(&err, playbook, None);
+            if described.kind() != ErrorKind::Failed {
+                return described;
+            }
+            // Only a module's top level runs while compiling.
+            Error::new(
+                ErrorKind::Syntax,
+                format!(
+                    "{}\nnote: imports load when the playbook is compiled; a module's top level may only define functions and constants",
+                    described.message()
+                ),
+            )
+        })?;
         ast.set_source(playbook.name.as_str());
         Ok(ast)
     }
