@@ -1369,3 +1369,60 @@ fn prune_takes_per_call_overrides_from_a_playbook() {
             .is_dir()
     );
 }
+
+#[test]
+fn a_removal_that_fails_is_reported_and_the_rest_goes_on() {
+    let test = prune_site().file("token", SECRET);
+    test.write_site();
+    let stuck = test
+        .path()
+        .join("root/staging/memory-2.0.0.partial/package/index.js");
+    // root may remove anything, so an immutable file is the way to make a removal fail.
+    let immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(&stuck)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !immutable {
+        eprintln!(
+            "skipped: chattr +i does not work here (needs chattr and a filesystem with attributes)"
+        );
+        return;
+    }
+    let output = Command::new(TEND)
+        .args(["--token-file", "token", "--json", "prune"])
+        .current_dir(test.path())
+        .output()
+        .unwrap();
+    let _ = Command::new("chattr").arg("-i").arg(&stuck).status();
+    assert_eq!(output.status.code(), Some(1));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let partial = test.path().join("root/staging/memory-2.0.0.partial");
+    assert_eq!(
+        result["errors"],
+        serde_json::json!([format!(
+            "cannot remove {}: Operation not permitted (os error 1)",
+            partial.display()
+        )])
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "error: cannot remove {}: Operation not permitted (os error 1)\n",
+            partial.display()
+        )
+    );
+    // Everything else planned for removal is gone.
+    assert!(
+        !test
+            .path()
+            .join("root/servers/memory/releases/1.0.0")
+            .exists()
+    );
+    assert!(
+        !test
+            .path()
+            .join("root/backups/memory-1.0.0-20250101T000000Z.tar.gz")
+            .exists()
+    );
+}

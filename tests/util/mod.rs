@@ -121,9 +121,14 @@ impl Test {
         text.replace("{dir}", &self.dir.path().display().to_string())
     }
 
+    /// Writes `tend.toml`, for a test that runs tend by hand.
+    pub fn write_site(&self) {
+        std::fs::write(self.dir.path().join("tend.toml"), &self.site).expect("write tend.toml");
+    }
+
     /// Writes `tend.toml`, runs tend in the site folder and checks every expectation.
     pub fn run(self) -> Done {
-        std::fs::write(self.dir.path().join("tend.toml"), &self.site).expect("write tend.toml");
+        self.write_site();
         let before = snapshot(self.dir.path());
         let mut command = Command::new(TEND);
         command
