@@ -39,6 +39,7 @@
 pub mod clock;
 pub mod duration;
 mod error;
+pub mod extract;
 pub mod guard;
 pub mod layout;
 pub mod ops;
