@@ -191,7 +191,7 @@ fn checked_path(raw: &[u8], shown: &str, limits: &ExtractLimits) -> Result<Optio
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         return Err(refused(format!("{shown}: `..` in the path")));
     }
     if parts.is_empty() {
