@@ -17,11 +17,6 @@ Usage (from anywhere; paths are resolved relative to this file's repository):
       --tend PATH    time this binary instead of target/release/tend
                      (implies --no-build)
       --json         print the figures as JSON instead of a table
-      --raise-limits add `[limits] max_array_size = 1000000` and
-                     `max_map_size = 1000000` to tend.toml.  Needed while
-                     tend's sandbox limits (default 10,000, counted over the
-                     nested maps of the result) reject a 2,000-item plan;
-                     without it that rejection is an error (exit 1).
 
 The tree (built once, reused while complete; ~15-60 s to build, ~1.2 GB of
 disk with 4 KiB blocks, ~96,000 directories):
@@ -256,18 +251,9 @@ def ensure_tree(rebuild: bool) -> dict:
     return json.loads(MARKER.read_text())
 
 
-RAISED_LIMITS = 1_000_000
-
-
-def write_site(raise_limits: bool) -> str:
-    """Writes tend.toml beside the root; returns its text."""
+def write_site() -> str:
+    """Writes tend.toml beside the root (default limits); returns its text."""
     text = f"root = {toml_string(str(ROOT))}\n"
-    if raise_limits:
-        text += (
-            "\n# --raise-limits: the prune result (one map per item) is checked against\n"
-            "# the sandbox's data-size limits, which count nested map entries.\n"
-            f"[limits]\nmax_array_size = {RAISED_LIMITS}\nmax_map_size = {RAISED_LIMITS}\n"
-        )
     SITE.write_text(text)
     return text
 
@@ -405,11 +391,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-build", action="store_true", help="skip `cargo build --release`")
     p.add_argument("--tend", metavar="PATH", help="time this tend binary (implies --no-build)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument(
-        "--raise-limits",
-        action="store_true",
-        help=f"add [limits] max_array_size/max_map_size = {RAISED_LIMITS:,} to tend.toml",
-    )
     return p.parse_args(argv)
 
 
@@ -421,7 +402,7 @@ def main(argv: list[str]) -> int:
     find_bin, du_bin = shutil.which("find"), shutil.which("du")
     tend_bin = resolve_tend(args)
     marker = ensure_tree(args.rebuild)
-    write_site(args.raise_limits)
+    write_site()
 
     env = {k: v for k, v in os.environ.items() if k not in ("TEND_TOKEN", "TEND_LOG", "TEND_SITE")}
     tend_argv = [str(tend_bin), "--site", str(SITE), "-q", "--json", "prune", "--dry-run"]
@@ -430,15 +411,7 @@ def main(argv: list[str]) -> int:
 
     # Warm-ups: capture what the timed runs throw away.
     log("warm-up: tend, find, du")
-    try:
-        _, tend_out, tend_err = run(tend_argv, env, capture=True)
-    except BenchError as e:
-        if "sandbox limit" in str(e) and not args.raise_limits:
-            raise BenchError(
-                f"{e}\ntend cannot return a plan this large under the default [limits];"
-                " rerun with --raise-limits to time the scan anyway"
-            ) from e
-        raise
+    _, tend_out, tend_err = run(tend_argv, env, capture=True)
     plan = check_plan(tend_out)
     _, find_out, _ = run(find_argv, env, capture=True)
     find_matches = find_out.count(b"\n")
@@ -482,7 +455,7 @@ def main(argv: list[str]) -> int:
                     "tree": {"files": files, "dirs": dirs, "symlinks": links, "built": marker},
                     "cache": "warm (page cache not dropped; warm-up runs first)",
                     "runs": args.runs,
-                    "site": {"path": str(SITE), "raised_limits": args.raise_limits},
+                    "site": {"path": str(SITE)},
                     "tend": {"command": tend_argv, "wall_ms": stats(tend_ms), "plan": plan,
                              "warmup_stderr": stderr_summary},
                     "find": {"command": find_argv, "wall_ms": stats(find_ms),
@@ -510,7 +483,7 @@ def main(argv: list[str]) -> int:
     print(f"files in tree:    {files:,} regular files, {dirs:,} dirs, {links} symlinks")
     print(f"                  ({TOTAL_FILES:,} in {EXPECTED_RELEASE_ITEMS:,} releases, built "
           f"{marker.get('built_at', '?')}; the rest are tend's reports/audit/state)")
-    print(f"site:             {SITE}" + (" ([limits] raised)" if args.raise_limits else ""))
+    print(f"site:             {SITE}")
     print(f"cache:            warm - page cache not dropped; one warm-up run each first")
     print(f"runs:             {args.runs} each, alternating tend / find+du; median wall time")
     print()

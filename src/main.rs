@@ -136,6 +136,9 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             )?;
             if let Some(error) = &report.error {
                 eprintln!("error: {}", error.message);
+                if cli.json {
+                    print_json(&json!({ "error": error }));
+                }
                 return Ok(report.exit_code());
             }
             let result: tend::ops::prune::PruneReport =

@@ -920,11 +920,21 @@ fn audit_verify_detects_a_file_truncated_mid_line() {
 
 // ---------------------------------------------------------------- the run lock
 
-/// Waits until a running tend has taken the site lock (it writes its pid into the lock file).
+/// Waits until a running tend has taken the site lock (it writes its pid into the lock file)
+/// and recorded the start of its run, after which it writes nothing until the run ends.
 fn wait_for_lock_holder(dir: &Path) {
     let lock = dir.join("root/state/lock");
+    let audit = dir.join("root/audit/audit.jsonl");
     for _ in 0..500 {
-        if std::fs::read_to_string(&lock).is_ok_and(|t| t.starts_with("pid ")) {
+        let locked = std::fs::read_to_string(&lock).is_ok_and(|t| t.starts_with("pid "));
+        let started = std::fs::read_to_string(&audit).is_ok_and(|t| {
+            t.lines()
+                .last()
+                .is_some_and(|l| l.contains("\"run.start\""))
+        });
+        let head_written =
+            std::fs::metadata(dir.join("root/state/audit.head")).is_ok_and(|m| m.len() > 0);
+        if locked && started && head_written {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -1423,6 +1433,237 @@ fn a_removal_that_fails_is_reported_and_the_rest_goes_on() {
         !test
             .path()
             .join("root/backups/memory-1.0.0-20250101T000000Z.tar.gz")
+            .exists()
+    );
+}
+
+#[test]
+fn a_prune_plan_of_thousands_of_items_fits_the_sandbox() {
+    let test = Test::new();
+    let root = test.path().join("root");
+    for i in 0..3_000 {
+        release(&root, "memory", &format!("1.0.{i}"), 1);
+    }
+    let done = test
+        .file(
+            "p.rhai",
+            "let r = prune();\nlet item = r.items[0];\nlet gone = r.items.filter(|i| i.action != \"keep\");\n\
+             [r.items.len(), gone.len(), \"path\" in item, item.keys().len(), item.category, `${item.category}`]\n",
+        )
+        .args(&["--json", "run", "--dry-run", "p.rhai"])
+        .run();
+    let report: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(
+        report["result"],
+        serde_json::json!([3000, 2998, true, 7, "releases", "releases"])
+    );
+}
+
+#[test]
+fn a_missing_field_of_a_primitive_result_is_an_error() {
+    Test::new()
+        .file(".mcp.json", r#"{"mcpServers": {"memory": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"]}}}"#)
+        .file("p.rhai", "let s = servers()[0];\ns.no_such_field\n")
+        .args(&["-q", "run", "p.rhai"])
+        .status(1)
+        .stderr("error: Property not found: no_such_field\n --> p.rhai:2:2\n  |\n2 | s.no_such_field\n  |  ^\n")
+        .run();
+}
+
+// ---------------------------------------------------------------- the registry harness
+// A real npm registry (Verdaccio) on loopback, for the registry and staging tests.
+
+#[test]
+fn publishes_versions_and_serves_packuments() {
+    let t = std::time::Instant::now();
+    let registry = util::registry::Registry::start();
+    eprintln!("start: {:?}", t.elapsed());
+    assert!(registry.url().starts_with("http://127.0.0.1:"));
+    assert!(registry.url().ends_with('/'));
+
+    let t = std::time::Instant::now();
+    registry.publish_fixture("tend-fixture-basic", "1.0.0");
+    registry.publish_fixture("tend-fixture-basic", "1.1.0");
+    registry.publish_fixture("@tend-fixtures/scoped", "1.0.0");
+    eprintln!("3 publishes: {:?}", t.elapsed());
+
+    let doc = registry.get_json("tend-fixture-basic");
+    let versions = doc["versions"].as_object().expect("versions");
+    assert!(
+        versions.contains_key("1.0.0") && versions.contains_key("1.1.0"),
+        "{doc:#}"
+    );
+    assert_eq!(versions.len(), 2);
+    assert_eq!(doc["dist-tags"]["latest"], "1.1.0");
+    assert!(doc["time"]["1.0.0"].is_string(), "{doc:#}");
+    assert!(doc["time"]["1.1.0"].is_string(), "{doc:#}");
+    let integrity = doc["versions"]["1.0.0"]["dist"]["integrity"]
+        .as_str()
+        .expect("integrity");
+    assert!(integrity.starts_with("sha512-"), "{integrity}");
+    assert_eq!(
+        doc["versions"]["1.0.0"]["bin"]["tend-fixture-basic"],
+        "index.js"
+    );
+
+    // The tarball URL points back at this registry and downloads.
+    let tarball = doc["versions"]["1.1.0"]["dist"]["tarball"]
+        .as_str()
+        .expect("tarball");
+    assert!(tarball.starts_with(&registry.url()), "{tarball}");
+    let (status, bytes) = registry.get_bytes(tarball);
+    assert_eq!(status, 200);
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip");
+
+    let (status, body) = registry.get("@tend-fixtures%2fscoped");
+    assert_eq!(status, 200, "{body}");
+    let scoped: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(scoped["name"], "@tend-fixtures/scoped");
+    assert_eq!(scoped["dist-tags"]["latest"], "1.0.0");
+}
+
+#[test]
+fn unknown_package_is_404() {
+    let registry = util::registry::Registry::start();
+    let (status, _) = registry.get("tend-fixture-never-published");
+    assert_eq!(status, 404);
+    // Nothing is proxied from the public registry.
+    let (status, _) = registry.get("left-pad");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn all_fixtures_publish_and_ten_versions_are_quick() {
+    let registry = util::registry::Registry::start();
+    let t = std::time::Instant::now();
+    for minor in 0..10 {
+        registry.publish_fixture("tend-fixture-basic", &format!("1.{minor}.0"));
+    }
+    eprintln!("10 publishes: {:?}", t.elapsed());
+    registry.publish_fixture("tend-fixture-with-dep", "1.0.0");
+    registry.publish_fixture("tend-fixture-install-script", "1.0.0");
+    registry.publish_fixture("tend-fixture-engines", "1.0.0");
+    registry.publish_fixture_tagged("tend-fixture-basic", "2.0.0-beta.1", "next");
+
+    let doc = registry.get_json("tend-fixture-basic");
+    assert_eq!(doc["versions"].as_object().expect("versions").len(), 11);
+    assert_eq!(doc["dist-tags"]["latest"], "1.9.0");
+    assert_eq!(doc["dist-tags"]["next"], "2.0.0-beta.1");
+
+    let dep = registry.get_json("tend-fixture-with-dep");
+    assert_eq!(
+        dep["versions"]["1.0.0"]["dependencies"]["tend-fixture-basic"],
+        "^1.0.0"
+    );
+    let scripts = registry.get_json("tend-fixture-install-script");
+    assert!(scripts["versions"]["1.0.0"]["scripts"]["postinstall"].is_string());
+    let engines = registry.get_json("tend-fixture-engines");
+    assert_eq!(engines["versions"]["1.0.0"]["engines"]["node"], ">=99");
+
+    // Backdating a publish time shows in the served packument.
+    registry.set_publish_time("tend-fixture-basic", "1.0.0", "2020-01-01T00:00:00.000Z");
+    let doc = registry.get_json("tend-fixture-basic");
+    assert_eq!(doc["time"]["1.0.0"], "2020-01-01T00:00:00.000Z");
+}
+
+#[test]
+fn direct_publish_matches_npm_publish() {
+    let registry = util::registry::Registry::start();
+    registry.publish_fixture("tend-fixture-basic", "1.0.0");
+    let t = std::time::Instant::now();
+    for minor in 1..11 {
+        registry.publish_fixture_direct("tend-fixture-basic", &format!("1.{minor}.0"));
+    }
+    eprintln!("10 direct publishes: {:?}", t.elapsed());
+    registry.publish_fixture_direct("@tend-fixtures/scoped", "1.0.0");
+
+    let doc = registry.get_json("tend-fixture-basic");
+    assert_eq!(doc["dist-tags"]["latest"], "1.10.0");
+    assert!(doc["time"]["1.10.0"].is_string());
+    let by_npm = &doc["versions"]["1.0.0"];
+    let direct = &doc["versions"]["1.1.0"];
+    for key in ["name", "main", "bin", "license", "description"] {
+        assert_eq!(by_npm[key], direct[key], "{key}");
+    }
+    // Both tarballs download, and their integrity and shasum check out.
+    for v in [by_npm, direct] {
+        let url = v["dist"]["tarball"].as_str().expect("tarball");
+        let (status, bytes) = registry.get_bytes(url);
+        assert_eq!(status, 200, "{url}");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("f=$(mktemp); cat > $f; printf 'sha512-%s %s' \"$(openssl dgst -sha512 -binary $f | base64 -w0)\" \"$(sha1sum $f | cut -c1-40)\"; tar -tzf $f | sort | tr '\\n' ' '; rm $f")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(&bytes)?;
+                c.wait_with_output()
+            })
+            .expect("hash tarball");
+        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        let expected = format!(
+            "{} {}",
+            v["dist"]["integrity"].as_str().expect("integrity"),
+            v["dist"]["shasum"].as_str().expect("shasum")
+        );
+        assert!(out.starts_with(&expected), "{out} vs {expected}");
+        assert!(
+            out.contains("package/index.js") && out.contains("package/package.json"),
+            "{out}"
+        );
+    }
+    let beta = registry.stage_fixture("tend-fixture-basic", "2.0.0-beta.1", |pkg| {
+        pkg.insert("engines".into(), serde_json::json!({"node": ">=18"}));
+    });
+    registry.publish_direct(beta.path(), "next");
+    let doc = registry.get_json("tend-fixture-basic");
+    assert_eq!(doc["dist-tags"]["latest"], "1.10.0");
+    assert_eq!(doc["dist-tags"]["next"], "2.0.0-beta.1");
+    assert_eq!(doc["versions"]["2.0.0-beta.1"]["engines"]["node"], ">=18");
+
+    let scoped = registry.get_json("@tend-fixtures%2fscoped");
+    let url = scoped["versions"]["1.0.0"]["dist"]["tarball"]
+        .as_str()
+        .expect("tarball");
+    assert!(
+        url.ends_with("@tend-fixtures/scoped/-/scoped-1.0.0.tgz"),
+        "{url}"
+    );
+    assert_eq!(registry.get_bytes(url).0, 200);
+}
+
+#[test]
+fn npm_installs_from_the_registry() {
+    let registry = util::registry::Registry::start();
+    registry.publish_fixture_direct("tend-fixture-basic", "1.0.0");
+    registry.publish_fixture_direct("tend-fixture-basic", "1.2.0");
+    registry.publish_fixture("tend-fixture-with-dep", "1.0.0");
+    let project = tempfile::tempdir().expect("temp dir");
+    std::fs::write(project.path().join("package.json"), "{\"private\": true}\n").expect("write");
+    let out = registry
+        .npm()
+        .args(["install", "--ignore-scripts", "tend-fixture-with-dep"])
+        .current_dir(project.path())
+        .output()
+        .expect("npm install");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = std::fs::read_to_string(
+        project
+            .path()
+            .join("node_modules/tend-fixture-basic/package.json"),
+    )
+    .expect("dependency installed");
+    assert!(installed.contains("\"version\": \"1.2.0\""), "{installed}");
+    assert!(
+        project
+            .path()
+            .join("node_modules/.bin/tend-fixture-with-dep")
             .exists()
     );
 }

@@ -53,7 +53,7 @@ impl Guard {
         let described = plan.describe();
         if self.dry_run {
             for line in &described {
-                eprintln!("dry-run: would {line}");
+                tracing::info!(target: "dry_run", "would {line}");
             }
         } else {
             effects::apply(&self.jail, plan)?;

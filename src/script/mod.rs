@@ -5,6 +5,7 @@
 mod diag;
 mod imports;
 pub mod primitives;
+pub mod record;
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -199,10 +200,7 @@ impl Runtime {
         let mut audit = state.audit;
 
         let (result, error) = match outcome {
-            Ok(value) => (
-                rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null),
-                None,
-            ),
+            Ok(value) => (record::to_json(&value), None),
             Err(err) => {
                 let described = self.describe(&err, playbook, state.last_call.as_ref());
                 (
@@ -354,6 +352,7 @@ pub fn build_engine(limits: &Limits, sandbox: Sandbox) -> Engine {
         .set_fail_on_invalid_map_property(true)
         .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
         .disable_symbol("eval");
+    record::register(&mut engine);
     // `package` is reserved by Rhai for future use, but it is a field of tend's maps
     // (`servers()[0].package`): let playbooks use it as a name.
     #[allow(deprecated)] // `on_parse_token` is marked volatile, not deprecated
@@ -457,10 +456,7 @@ fn invoke(
             .require(scope, &format!("{}()", primitive.name))
             .map_err(system)?;
     }
-    let values: Vec<Value> = args
-        .iter()
-        .map(|a| rhai::serde::from_dynamic::<Value>(a).unwrap_or(Value::Null))
-        .collect();
+    let values: Vec<Value> = args.iter().map(|a| record::to_json(a)).collect();
     let clock = Instant::now();
     let RunState {
         site,
@@ -503,7 +499,7 @@ fn invoke(
         duration_ms,
     });
     match result {
-        Ok(value) => rhai::serde::to_dynamic(value),
+        Ok(value) => Ok(record::to_dynamic(value)),
         Err(err)
             if matches!(
                 err.kind(),
