@@ -52,6 +52,11 @@ pub enum Command {
         #[arg(required = true)]
         playbooks: Vec<PathBuf>,
     },
+    /// Check the registry for newer versions under the site's policy (read-only).
+    Check {
+        /// The servers to check (default: every server with an npm package).
+        names: Vec<String>,
+    },
     /// Remove what retention no longer keeps; without a token, only show it.
     Prune {
         /// Show what would be removed, removing nothing.

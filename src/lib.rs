@@ -44,6 +44,7 @@ pub mod guard;
 pub mod layout;
 pub mod ops;
 pub mod proc;
+pub mod registry;
 pub mod report;
 pub mod script;
 pub mod site;

@@ -61,6 +61,21 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// `TEND_NOW` (RFC 3339) fixes the clock policies are judged at: for tests and for
+/// reproducing a decision after the fact.
+fn clock() -> Result<Option<time::OffsetDateTime>, Error> {
+    match std::env::var("TEND_NOW") {
+        Ok(text) if !text.is_empty() => {
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .map(Some)
+                .map_err(|e| {
+                    Error::usage(format!("TEND_NOW `{text}` is not an RFC 3339 time: {e}"))
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
 fn token(cli: &Cli) -> Result<Option<Token>, Error> {
     if let Some(path) = &cli.token_file {
         return Token::from_file(path).map(Some);
@@ -88,6 +103,33 @@ fn print_json(value: &serde_json::Value) {
     ));
 }
 
+/// One line per server: what runs, what the registry has, what the policy offers and why.
+fn check_table(results: &serde_json::Value) -> String {
+    let cell = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let mut out = format!(
+        "{:<22} {:<12} {:<12} {:<12} {:<11} {}\n",
+        "SERVER", "CURRENT", "LATEST", "CANDIDATE", "KIND", "WHY"
+    );
+    for r in results.as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<22} {:<12} {:<12} {:<12} {:<11} {}\n",
+            cell(&r["name"]),
+            cell(&r["current"]),
+            cell(&r["latest"]),
+            cell(&r["candidate"]),
+            cell(&r["kind"]),
+            r["reason"]
+                .as_str()
+                .unwrap_or(if r["update_available"] == true {
+                    ""
+                } else {
+                    "up to date"
+                })
+        ));
+    }
+    out
+}
+
 fn execute(cli: Cli) -> Result<i32, Error> {
     match &cli.command {
         Command::Run(args) => {
@@ -108,6 +150,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 dry_run: args.dry_run,
                 vars: args.vars.iter().cloned().collect(),
                 cancel: Some(cancel),
+                now: clock()?,
             };
             let report = Runtime::new(site).run(&playbook, options)?;
             if let Some(error) = &report.error {
@@ -119,6 +162,39 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 emit(&format!("{}\n", report.summary()));
             }
             Ok(report.exit_code())
+        }
+        Command::Check { names } => {
+            let site = Site::discover(cli.site.as_deref())?;
+            let source = if names.is_empty() {
+                "check_all()".to_owned()
+            } else {
+                let calls: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("check({})", serde_json::to_string(n).unwrap_or_default()))
+                    .collect();
+                format!("[{}]", calls.join(", "))
+            };
+            let options = RunOptions {
+                token: token(&cli)?,
+                now: clock()?,
+                ..RunOptions::default()
+            };
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let report = Runtime::new(site)
+                .run(&Playbook::from_source("tend check", source, cwd), options)?;
+            if let Some(error) = &report.error {
+                eprintln!("error: {}", error.message);
+                if cli.json {
+                    print_json(&json!({ "error": error }));
+                }
+                return Ok(report.exit_code());
+            }
+            if cli.json {
+                print_json(&report.result);
+            } else {
+                emit(&check_table(&report.result));
+            }
+            Ok(0)
         }
         Command::Prune { dry_run } => {
             let site = Site::discover(cli.site.as_deref())?;

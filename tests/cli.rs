@@ -130,10 +130,18 @@ fn api_lists_every_declared_primitive() {
     assert_eq!(
         names,
         [
-            "servers", "site", "dry_run", "log", "notify", "prune", "prune"
+            "servers",
+            "site",
+            "dry_run",
+            "log",
+            "notify",
+            "check",
+            "check_all",
+            "prune",
+            "prune"
         ]
     );
-    assert_eq!(api[5]["scope"], "prune");
+    assert_eq!(api[7]["scope"], "prune");
     assert_eq!(
         api[3]["params"],
         serde_json::json!([{"name": "level", "type": "string"}, {"name": "message", "type": "string"}])
@@ -1665,5 +1673,113 @@ fn npm_installs_from_the_registry() {
             .path()
             .join("node_modules/.bin/tend-fixture-with-dep")
             .exists()
+    );
+}
+
+// ---------------------------------------------------------------- check, against a real registry
+
+/// A registry with tend-fixture-basic at 1.0.0, 1.1.0, 1.2.0 (published 20 hours before
+/// TEND_NOW) and 2.0.0, and a site whose client config pins 1.0.0.
+fn check_site() -> (util::registry::Registry, Test) {
+    let registry = util::registry::Registry::start();
+    for version in ["1.0.0", "1.1.0", "1.2.0", "2.0.0"] {
+        registry.publish_fixture_direct("tend-fixture-basic", version);
+        registry.set_publish_time("tend-fixture-basic", version, "2026-10-01T00:00:00.000Z");
+    }
+    registry.set_publish_time("tend-fixture-basic", "1.2.0", "2026-11-23T16:00:00.000Z");
+    let test = Test::new()
+        .site(&format!("registry = \"{}\"\n", registry.url()))
+        .file(".mcp.json", r#"{"mcpServers": {"basic": {"command": "npx", "args": ["-y", "tend-fixture-basic@1.0.0"]}}}"#)
+        .env("TEND_NOW", "2026-11-24T12:00:00Z");
+    (registry, test)
+}
+
+#[test]
+fn check_offers_the_newest_allowed_version_and_says_why() {
+    let (registry, test) = check_site();
+    let done = test.args(&["--json", "check"]).run();
+    let results: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(
+        results,
+        serde_json::json!([{
+            "name": "basic", "package": "tend-fixture-basic", "current": "1.0.0", "latest": "2.0.0",
+            "candidate": "1.1.0", "update_available": true, "kind": "minor",
+            "reason": "2.0.0 is a major update; allow_major is false; offering 1.1.0",
+            "registry": registry.url(), "source": "registry",
+        }])
+    );
+    // Majors allowed: 2.0.0. The 20-hour-old 1.2.0 is held by the cooldown in any case.
+    let out = Command::new(TEND)
+        .args(["--json", "check", "basic"])
+        .current_dir(done.path())
+        .env("TEND_NOW", "2026-11-24T12:00:00Z")
+        .output()
+        .unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        again[0]["source"], "cache",
+        "a repeated check is answered 304 from the ETag cache"
+    );
+    std::fs::write(done.path().join("tend.toml"), format!("root = \"{}/root\"\nregistry = \"{}\"\n[servers.basic.policy]\nallow_major = true\nignore = [\"2.0.0\"]\n", done.path().display(), registry.url())).unwrap();
+    let out = Command::new(TEND)
+        .args(["--json", "check", "basic"])
+        .current_dir(done.path())
+        .env("TEND_NOW", "2026-11-24T12:00:00Z")
+        .output()
+        .unwrap();
+    let held: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(held[0]["candidate"], "1.1.0");
+    assert_eq!(
+        held[0]["reason"],
+        "2.0.0 is in the ignore list; offering 1.1.0"
+    );
+    let table = Command::new(TEND)
+        .args(["check"])
+        .current_dir(done.path())
+        .env("TEND_NOW", "2026-11-27T00:00:00Z")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("basic                  1.0.0        2.0.0        1.2.0        minor       2.0.0 is in the ignore list; offering 1.2.0"), "{text}");
+}
+
+#[test]
+fn check_errors_name_the_package_and_registry() {
+    let (registry, test) = check_site();
+    let url = registry.url();
+    let test = test.file(
+        "p.rhai",
+        "let m = ();\ntry { check(\"ghost\"); } catch (e) { m = `${e.kind}: ${e.message}`; }\nm\n",
+    );
+    let done = test
+        .file(".mcp.json", r#"{"mcpServers": {"ghost": {"command": "npx", "args": ["-y", "tend-fixture-ghost"]}}}"#)
+        .args(&["check", "ghost"])
+        .status(1)
+        .stderr(&format!("error: tend-fixture-ghost: no such package (registry {url})\n --> tend check:1:2\n  |\n1 | [check(\"ghost\")]\n  |  ^\n"))
+        .unchanged_but_bookkeeping()
+        .run();
+    let caught = Command::new(TEND)
+        .args(["--json", "run", "p.rhai"])
+        .current_dir(done.path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&caught.stdout).unwrap();
+    assert_eq!(
+        report["result"],
+        format!("failed: tend-fixture-ghost: no such package (registry {url})")
+    );
+    drop(registry);
+    // The registry is gone: the check retries, then says it cannot reach it.
+    let down = Command::new(TEND)
+        .args(["check", "ghost"])
+        .current_dir(done.path())
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        stderr.starts_with("error: tend-fixture-ghost: cannot reach the registry: ")
+            && stderr.contains(&format!("(registry {url})")),
+        "{stderr}"
     );
 }

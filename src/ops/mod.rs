@@ -1,6 +1,7 @@
 //! Operations: plain Rust, no Rhai. Each is reached from a playbook primitive, a CLI command
 //! and the library alike; `builtins()` declares the primitives over them.
 
+pub mod check;
 pub mod prune;
 
 use serde::Serialize;
@@ -96,6 +97,15 @@ pub fn builtins() -> Vec<Primitive> {
             let _ = log(level, &format!("notify: {message}"));
             Ok(json!({ "delivered": 0, "webhooks": call.site.notify.len() }))
         }),
+        Primitive::new("check", "#{name, package, current, latest, candidate, update_available, kind, reason, registry, source}", "the newest version of a server's package that the site's policy allows, and why it differs from latest")
+            .param("name", ParamType::String)
+            .body(|call, args| {
+                let name = arg_str(&args, 0).to_owned();
+                let mut results = check::check(call, &[name])?;
+                Ok(serde_json::to_value(results.remove(0)).unwrap_or_default())
+            }),
+        Primitive::new("check_all", "array of check() maps", "check() for every server with an npm package, fetched concurrently")
+            .body(|call, _| check::check(call, &[]).map(|r| serde_json::to_value(r).unwrap_or_default())),
         Primitive::new("prune", "#{dry_run, items: [#{path, category, server, age_days, bytes, action, reason}], bytes_freed, errors}", "removes what retention no longer keeps: staging, old releases, backups, logs, cache, reports; anything tend did not create is listed as unknown and left alone")
             .scope(crate::Scope::Prune)
             .body(|call, _| prune::prune(call, None).map(|r| serde_json::to_value(r).unwrap_or_default())),

@@ -157,22 +157,15 @@ pub(crate) fn runtime_error(
         },
         E::ErrorParsing(p, _) => parse_error(p, limits.max_expr_depth.0),
         E::ErrorRuntime(value, _) => {
-            let message = if value.is_map() {
-                let map = value.clone().cast::<rhai::Map>();
-                let kind = map.get("kind").map(ToString::to_string).unwrap_or_default();
-                let msg = map
-                    .get("message")
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| value.to_string());
-                if kind.is_empty() {
-                    msg
-                } else {
-                    format!("{kind}: {msg}")
-                }
-            } else {
-                value.to_string()
-            };
-            (ErrorKind::Failed, format!("uncaught error: {message}"))
+            // A primitive's error map, uncaught: its own message says it all.
+            if let Some(message) = value
+                .clone()
+                .try_cast::<rhai::Map>()
+                .and_then(|m| m.get("message").map(ToString::to_string))
+            {
+                return (ErrorKind::Failed, message);
+            }
+            (ErrorKind::Failed, format!("uncaught error: {value}"))
         }
         other => (ErrorKind::Failed, strip_position(&other.to_string())),
     }

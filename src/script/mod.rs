@@ -83,6 +83,8 @@ pub struct RunOptions {
     pub vars: BTreeMap<String, String>,
     /// Set to stop the playbook at its next operation (Ctrl-C).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The clock policies are judged at (cooldowns); the system clock when `None`.
+    pub now: Option<time::OffsetDateTime>,
 }
 
 /// Runs playbooks against one site with a set of primitives.
@@ -189,6 +191,7 @@ impl Runtime {
             audit,
             calls: Vec::new(),
             last_call: None,
+            now: options.now,
         }));
         register_primitives(&mut engine, &self.registry, &state);
         let mut scope = vars_scope(&options.vars, true);
@@ -413,6 +416,7 @@ struct RunState {
     audit: AuditWriter,
     calls: Vec<CallRecord>,
     last_call: Option<(Option<String>, Position)>,
+    now: Option<time::OffsetDateTime>,
 }
 
 fn type_id(ty: ParamType) -> TypeId {
@@ -470,6 +474,7 @@ fn invoke(
         guard,
         principal,
         run_id,
+        now: state.now.unwrap_or_else(time::OffsetDateTime::now_utc),
         effects: Vec::new(),
     };
     let result = (primitive.body)(&mut call, values.clone());

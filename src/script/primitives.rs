@@ -131,6 +131,8 @@ pub struct Call<'a> {
     pub guard: &'a Guard,
     pub principal: &'a Principal,
     pub run_id: &'a str,
+    /// The run's clock: the time policies are judged at (`RunOptions::now`, else the system).
+    pub now: time::OffsetDateTime,
     pub(crate) effects: Vec<String>,
 }
 

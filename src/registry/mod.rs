@@ -1,0 +1,251 @@
+//! The npm registry client: which registry serves a package (the site's `registry`, else the
+//! user's npm configuration with `@scope:registry=` and `//host/:_authToken=` lines), fetching
+//! full packuments with ETag revalidation, bounded retries on 5xx and connection errors, and
+//! errors that name the package and the registry. Tokens are sent, never logged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::site::Site;
+
+/// Where packages come from and the credentials for each registry.
+#[derive(Clone, Default)]
+pub struct RegistryConfig {
+    default: String,
+    scopes: BTreeMap<String, String>,
+    /// `//host/path/` prefixes and their tokens.
+    tokens: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("default", &self.default)
+            .field("scopes", &self.scopes)
+            .field("tokens", &format!("{} (redacted)", self.tokens.len()))
+            .finish()
+    }
+}
+
+fn with_slash(url: &str) -> String {
+    if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    }
+}
+
+impl RegistryConfig {
+    /// The site's `registry` wins; `.npmrc` files (the site's folder, then the user's) give
+    /// scopes and tokens, and the registry when the site names none.
+    pub fn for_site(site: &Site) -> RegistryConfig {
+        let mut config = RegistryConfig {
+            default: "https://registry.npmjs.org/".into(),
+            ..RegistryConfig::default()
+        };
+        let mut files: Vec<PathBuf> = vec![site.dir.join(".npmrc")];
+        if let Some(home) = dirs::home_dir() {
+            files.push(home.join(".npmrc"));
+        }
+        let mut default_from_npmrc = None;
+        for file in files.iter().rev() {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                config.read_npmrc(&text, &mut default_from_npmrc);
+            }
+        }
+        if let Some(url) = site.registry.as_deref().or(default_from_npmrc.as_deref()) {
+            config.default = with_slash(url);
+        }
+        config
+    }
+
+    fn read_npmrc(&mut self, text: &str, default: &mut Option<String>) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#') && !l.starts_with(';'))
+        {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim().trim_matches('"'));
+            if key == "registry" {
+                *default = Some(value.to_owned());
+            } else if let Some(scope) = key.strip_suffix(":registry").filter(|s| s.starts_with('@'))
+            {
+                self.scopes.insert(scope.to_owned(), with_slash(value));
+            } else if let Some(prefix) = key
+                .strip_suffix(":_authToken")
+                .filter(|k| k.starts_with("//"))
+            {
+                self.tokens.retain(|(p, _)| p != prefix);
+                self.tokens.push((with_slash(prefix), value.to_owned()));
+            }
+        }
+    }
+
+    /// The registry that serves `package`.
+    pub fn registry_for(&self, package: &str) -> &str {
+        package
+            .split_once('/')
+            .and_then(|(scope, _)| self.scopes.get(scope))
+            .map_or(self.default.as_str(), String::as_str)
+    }
+
+    fn token_for(&self, url: &str) -> Option<&str> {
+        let bare = url.split_once("//").map_or(url, |(_, rest)| rest);
+        self.tokens
+            .iter()
+            .filter(|(prefix, _)| bare.starts_with(prefix.trim_start_matches("//")))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, t)| t.as_str())
+    }
+}
+
+/// `@scope/name` -> `@scope%2fname`, as registries expect in a packument URL.
+pub fn encode_name(package: &str) -> String {
+    package.replace('/', "%2f")
+}
+
+/// A packument answer: new text with its ETag, or "not modified".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    Fresh { body: String, etag: Option<String> },
+    NotModified,
+}
+
+/// An HTTP client for npm registries.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    config: RegistryConfig,
+    retries: u32,
+}
+
+impl Client {
+    pub fn new(config: RegistryConfig) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("tend/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            config,
+            retries: 3,
+        })
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The full packument of `package` (full, because the policy needs publish times).
+    pub async fn packument(&self, package: &str, etag: Option<&str>) -> Result<Fetched> {
+        let registry = self.config.registry_for(package).to_owned();
+        let url = format!("{registry}{}", encode_name(package));
+        let failed = |why: String| Error::failed(format!("{package}: {why} (registry {registry})"));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.http.get(&url).header("accept", "application/json");
+            if let Some(token) = self.config.token_for(&url) {
+                request = request.bearer_auth(token);
+            }
+            if let Some(etag) = etag {
+                request = request.header("if-none-match", etag);
+            }
+            let outcome = request.send().await;
+            let retry_after = match outcome {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    match status {
+                        200 => {
+                            let etag = response
+                                .headers()
+                                .get("etag")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            let body = response
+                                .text()
+                                .await
+                                .map_err(|e| failed(format!("the answer broke off: {e}")))?;
+                            return Ok(Fetched::Fresh { body, etag });
+                        }
+                        304 => return Ok(Fetched::NotModified),
+                        404 => return Err(failed("no such package".into())),
+                        401 | 403 => {
+                            return Err(failed(format!(
+                                "access refused (HTTP {status}); check the token for this registry in .npmrc"
+                            )));
+                        }
+                        500..=599 if attempt <= self.retries => format!("HTTP {status}"),
+                        _ => return Err(failed(format!("HTTP {status}"))),
+                    }
+                }
+                Err(e)
+                    if attempt <= self.retries
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
+                    e.to_string()
+                }
+                Err(e) => {
+                    return Err(failed(format!(
+                        "cannot reach the registry: {}",
+                        root_cause(&e)
+                    )));
+                }
+            };
+            tracing::debug!("{package}: {retry_after}; retrying (attempt {attempt})");
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
+        }
+    }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// The cache file of a packument: `<root>/state/cache/<encoded name>.json`, beside its ETag.
+pub fn cache_paths(cache: &Path, package: &str) -> (PathBuf, PathBuf) {
+    let base = encode_name(package);
+    (
+        cache.join(format!("{base}.json")),
+        cache.join(format!("{base}.etag")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npmrc_scopes_tokens_and_default() {
+        let mut c = RegistryConfig {
+            default: "https://registry.npmjs.org/".into(),
+            ..RegistryConfig::default()
+        };
+        let mut default = None;
+        c.read_npmrc("registry=http://127.0.0.1:4873\n@corp:registry=https://npm.corp.example/api/\n//npm.corp.example/api/:_authToken=s3cret\n# comment\n", &mut default);
+        assert_eq!(default.as_deref(), Some("http://127.0.0.1:4873"));
+        assert_eq!(
+            c.registry_for("@corp/tool"),
+            "https://npm.corp.example/api/"
+        );
+        assert_eq!(c.registry_for("left-pad"), "https://registry.npmjs.org/");
+        assert_eq!(
+            c.token_for("https://npm.corp.example/api/@corp%2ftool"),
+            Some("s3cret")
+        );
+        assert_eq!(c.token_for("https://registry.npmjs.org/left-pad"), None);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(encode_name("@scope/name"), "@scope%2fname");
+    }
+}
