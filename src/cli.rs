@@ -57,6 +57,23 @@ pub enum Command {
         /// The servers to check (default: every server with an npm package).
         names: Vec<String>,
     },
+    /// Stage a release: download, verify, extract, install dependencies (default version: the check's candidate).
+    Stage {
+        /// The server.
+        name: String,
+        /// The version (default: the check's candidate).
+        version: Option<String>,
+        /// Show what would be done, changing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Recompute a release's tree digest; exit 1 naming the first file that differs.
+    Verify {
+        /// The server.
+        name: String,
+        /// The version (default: the current release).
+        version: Option<String>,
+    },
     /// Remove what retention no longer keeps; without a token, only show it.
     Prune {
         /// Show what would be removed, removing nothing.

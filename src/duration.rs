@@ -34,17 +34,13 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let millis_per_unit: u64 = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
@@ -55,9 +51,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         };
         rest = &rest[unit_len..];
         let millis = value.checked_mul(millis_per_unit).ok_or_else(bad)?;
-        total = total
-            .checked_add(Duration::from_millis(millis))
-            .ok_or_else(bad)?;
+        total = total.checked_add(Duration::from_millis(millis)).ok_or_else(bad)?;
     }
     Ok(total)
 }
@@ -69,13 +63,7 @@ pub fn format(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [
-        ("d", 86_400_000u128),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
+    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -99,9 +87,7 @@ impl fmt::Display for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let text = String::deserialize(de)?;
-        parse(&text)
-            .map(HumanDuration)
-            .map_err(serde::de::Error::custom)
+        parse(&text).map(HumanDuration).map_err(serde::de::Error::custom)
     }
 }
 
@@ -127,21 +113,9 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_duration() {
-        for bad in [
-            "",
-            "3",
-            "d",
-            "3 days",
-            "-3d",
-            "3w",
-            "1.5h",
-            "99999999999999999999d",
-        ] {
+        for bad in ["", "3", "d", "3 days", "-3d", "3w", "1.5h", "99999999999999999999d"] {
             let err = parse(bad).unwrap_err();
-            assert!(
-                err.starts_with(&format!("invalid duration `{bad}`")),
-                "{bad}: {err}"
-            );
+            assert!(err.starts_with(&format!("invalid duration `{bad}`")), "{bad}: {err}");
         }
     }
 

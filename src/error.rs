@@ -59,11 +59,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            server: None,
-        }
+        Error { kind, message: message.into(), server: None }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {

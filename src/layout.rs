@@ -91,9 +91,8 @@ impl Layout {
     }
 
     /// The top-level names tend creates under the root; anything else is not tend's.
-    pub const TOP_LEVEL: [&'static str; 9] = [
-        "servers", "staging", "backups", "audit", "reports", "metrics", "state", "logs", "archive",
-    ];
+    pub const TOP_LEVEL: [&'static str; 9] =
+        ["servers", "staging", "backups", "audit", "reports", "metrics", "state", "logs", "archive"];
 
     pub fn state(&self) -> PathBuf {
         self.root.join("state")

@@ -48,16 +48,10 @@ fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TEND_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder
-            .without_time()
-            .with_target(true)
-            .with_ansi(std::io::stderr().is_terminal())
-            .init(),
+        LogFormat::Text => builder.without_time().with_target(true).with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
@@ -68,9 +62,7 @@ fn clock() -> Result<Option<time::OffsetDateTime>, Error> {
         Ok(text) if !text.is_empty() => {
             time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
                 .map(Some)
-                .map_err(|e| {
-                    Error::usage(format!("TEND_NOW `{text}` is not an RFC 3339 time: {e}"))
-                })
+                .map_err(|e| Error::usage(format!("TEND_NOW `{text}` is not an RFC 3339 time: {e}")))
         }
         _ => Ok(None),
     }
@@ -97,19 +89,14 @@ fn emit(text: &str) {
 }
 
 fn print_json(value: &serde_json::Value) {
-    emit(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    ));
+    emit(&format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default()));
 }
 
 /// One line per server: what runs, what the registry has, what the policy offers and why.
 fn check_table(results: &serde_json::Value) -> String {
     let cell = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
-    let mut out = format!(
-        "{:<22} {:<12} {:<12} {:<12} {:<11} {}\n",
-        "SERVER", "CURRENT", "LATEST", "CANDIDATE", "KIND", "WHY"
-    );
+    let mut out =
+        format!("{:<22} {:<12} {:<12} {:<12} {:<11} {}\n", "SERVER", "CURRENT", "LATEST", "CANDIDATE", "KIND", "WHY");
     for r in results.as_array().into_iter().flatten() {
         out.push_str(&format!(
             "{:<22} {:<12} {:<12} {:<12} {:<11} {}\n",
@@ -118,13 +105,7 @@ fn check_table(results: &serde_json::Value) -> String {
             cell(&r["latest"]),
             cell(&r["candidate"]),
             cell(&r["kind"]),
-            r["reason"]
-                .as_str()
-                .unwrap_or(if r["update_available"] == true {
-                    ""
-                } else {
-                    "up to date"
-                })
+            r["reason"].as_str().unwrap_or(if r["update_available"] == true { "" } else { "up to date" })
         ));
     }
     out
@@ -138,11 +119,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             let cancel = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 // A second signal ends tend at once; the first stops the playbook cleanly.
-                let _ = signal_hook::flag::register_conditional_shutdown(
-                    signal,
-                    130,
-                    Arc::clone(&cancel),
-                );
+                let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&cancel));
                 let _ = signal_hook::flag::register(signal, Arc::clone(&cancel));
             }
             let options = RunOptions {
@@ -168,20 +145,13 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             let source = if names.is_empty() {
                 "check_all()".to_owned()
             } else {
-                let calls: Vec<String> = names
-                    .iter()
-                    .map(|n| format!("check({})", serde_json::to_string(n).unwrap_or_default()))
-                    .collect();
+                let calls: Vec<String> =
+                    names.iter().map(|n| format!("check({})", serde_json::to_string(n).unwrap_or_default())).collect();
                 format!("[{}]", calls.join(", "))
             };
-            let options = RunOptions {
-                token: token(&cli)?,
-                now: clock()?,
-                ..RunOptions::default()
-            };
+            let options = RunOptions { token: token(&cli)?, now: clock()?, ..RunOptions::default() };
             let cwd = std::env::current_dir().unwrap_or_default();
-            let report = Runtime::new(site)
-                .run(&Playbook::from_source("tend check", source, cwd), options)?;
+            let report = Runtime::new(site).run(&Playbook::from_source("tend check", source, cwd), options)?;
             if let Some(error) = &report.error {
                 eprintln!("error: {}", error.message);
                 if cli.json {
@@ -196,20 +166,65 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
+        Command::Stage { name, version, dry_run } => {
+            let site = Site::discover(cli.site.as_deref())?;
+            let quote = |t: &str| serde_json::to_string(t).unwrap_or_default();
+            let source = match version {
+                Some(v) => format!("stage({}, {})", quote(name), quote(v)),
+                None => format!("stage({})", quote(name)),
+            };
+            let options = RunOptions { token: token(&cli)?, dry_run: *dry_run, now: clock()?, ..RunOptions::default() };
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let report = Runtime::new(site).run(&Playbook::from_source("tend stage", source, cwd), options)?;
+            if let Some(error) = &report.error {
+                eprintln!("error: {}", error.message);
+                if cli.json {
+                    print_json(&json!({ "error": error }));
+                }
+                return Ok(report.exit_code());
+            }
+            if cli.json {
+                print_json(&report.result);
+            } else {
+                let r = &report.result;
+                let verb = if r["reused"] == true {
+                    "already staged"
+                } else if *dry_run {
+                    "would stage"
+                } else {
+                    "staged"
+                };
+                emit(&format!(
+                    "{} {} {verb}: {}\n",
+                    r["name"].as_str().unwrap_or(""),
+                    r["version"].as_str().unwrap_or(""),
+                    r["path"].as_str().unwrap_or("")
+                ));
+            }
+            Ok(0)
+        }
+        Command::Verify { name, version } => {
+            let site = Site::discover(cli.site.as_deref())?;
+            let result = tend::ops::stage::verify(&site, name, version.as_deref())?;
+            if cli.json {
+                print_json(&result);
+            } else {
+                emit(&format!(
+                    "{} {} verifies: {}\n",
+                    name,
+                    result["version"].as_str().unwrap_or(""),
+                    result["digest"].as_str().unwrap_or("")
+                ));
+            }
+            Ok(0)
+        }
         Command::Prune { dry_run } => {
             let site = Site::discover(cli.site.as_deref())?;
             let token = token(&cli)?;
             // Without a token prune can only show its plan: that is the safe default.
-            let options = RunOptions {
-                dry_run: *dry_run || token.is_none(),
-                token,
-                ..RunOptions::default()
-            };
+            let options = RunOptions { dry_run: *dry_run || token.is_none(), token, ..RunOptions::default() };
             let cwd = std::env::current_dir().unwrap_or_default();
-            let report = Runtime::new(site).run(
-                &Playbook::from_source("tend prune", "prune()", cwd),
-                options,
-            )?;
+            let report = Runtime::new(site).run(&Playbook::from_source("tend prune", "prune()", cwd), options)?;
             if let Some(error) = &report.error {
                 eprintln!("error: {}", error.message);
                 if cli.json {
@@ -218,8 +233,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 return Ok(report.exit_code());
             }
             let result: tend::ops::prune::PruneReport =
-                serde_json::from_value(report.result.clone())
-                    .map_err(|e| Error::failed(format!("prune: {e}")))?;
+                serde_json::from_value(report.result.clone()).map_err(|e| Error::failed(format!("prune: {e}")))?;
             if cli.json {
                 print_json(&report.result);
             } else {
@@ -254,8 +268,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             Ok(worst)
         }
         Command::Api { format } => {
-            let runtime =
-                Runtime::new(Site::defaults(std::env::current_dir().unwrap_or_default())?);
+            let runtime = Runtime::new(Site::defaults(std::env::current_dir().unwrap_or_default())?);
             match (format, cli.json) {
                 (ApiFormat::Json, _) | (_, true) => print_json(&runtime.primitives().to_json()),
                 (ApiFormat::Markdown, false) => emit(&runtime.primitives().to_markdown()),
@@ -269,22 +282,15 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 AuditCommand::Verify => match audit::verify(&layout) {
                     Ok(records) => {
                         if cli.json {
-                            print_json(
-                                &json!({ "intact": true, "records": records, "path": layout.audit_log() }),
-                            );
+                            print_json(&json!({ "intact": true, "records": records, "path": layout.audit_log() }));
                         } else {
-                            emit(&format!(
-                                "audit log intact: {records} records in {}\n",
-                                layout.audit_log().display()
-                            ));
+                            emit(&format!("audit log intact: {records} records in {}\n", layout.audit_log().display()));
                         }
                         Ok(0)
                     }
                     Err(err) if cli.json => {
                         eprintln!("error: {}", err.message());
-                        print_json(
-                            &json!({ "intact": false, "error": err.message(), "path": layout.audit_log() }),
-                        );
+                        print_json(&json!({ "intact": false, "error": err.message(), "path": layout.audit_log() }));
                         Ok(err.exit_code())
                     }
                     Err(err) => Err(err),
@@ -292,10 +298,8 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 AuditCommand::Tail { count } => {
                     let lines = audit::tail(&layout, *count)?;
                     if cli.json {
-                        let records: Vec<serde_json::Value> = lines
-                            .iter()
-                            .filter_map(|l| serde_json::from_str(l).ok())
-                            .collect();
+                        let records: Vec<serde_json::Value> =
+                            lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
                         print_json(&json!(records));
                     } else {
                         emit(&lines.iter().map(|l| format!("{l}\n")).collect::<String>());
@@ -305,25 +309,16 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             }
         }
         Command::Token(TokenCommand::New { name, scopes }) => {
-            let scopes = scopes
-                .iter()
-                .map(|s| Scope::parse(s.trim()))
-                .collect::<Result<_, _>>()?;
+            let scopes = scopes.iter().map(|s| Scope::parse(s.trim())).collect::<Result<_, _>>()?;
             let token = Token::generate()?;
-            let entry = TokenEntry {
-                name: name.clone(),
-                sha256: TokenDigest::of(&token),
-                scopes,
-            };
+            let entry = TokenEntry { name: name.clone(), sha256: TokenDigest::of(&token), scopes };
             if cli.json {
                 print_json(
                     &json!({ "name": entry.name, "token": token.reveal(), "sha256": entry.sha256, "scopes": entry.scopes, "toml": entry.toml_line() }),
                 );
             } else {
                 emit(&format!("{}\n", token.reveal()));
-                eprintln!(
-                    "keep the token above secret; add this entry to [auth] tokens in tend.toml:"
-                );
+                eprintln!("keep the token above secret; add this entry to [auth] tokens in tend.toml:");
                 eprintln!("{}", entry.toml_line());
             }
             Ok(0)

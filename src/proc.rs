@@ -18,11 +18,7 @@ pub fn paths_in_use() -> Vec<PathInUse> {
         return out;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
         let dir = entry.path();
@@ -47,11 +43,7 @@ pub fn paths_in_use() -> Vec<PathInUse> {
 /// The processes using anything under `dir` (compared by its real path, as /proc shows it).
 pub fn pids_using(dir: &Path, in_use: &[PathInUse]) -> Vec<u32> {
     let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let mut pids: Vec<u32> = in_use
-        .iter()
-        .filter(|p| p.path.starts_with(&real))
-        .map(|p| p.pid)
-        .collect();
+    let mut pids: Vec<u32> = in_use.iter().filter(|p| p.path.starts_with(&real)).map(|p| p.pid).collect();
     pids.sort_unstable();
     pids.dedup();
     pids

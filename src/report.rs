@@ -66,11 +66,7 @@ impl RunReport {
         );
         let failed: Vec<&CallRecord> = self.calls.iter().filter(|c| !c.ok).collect();
         for call in failed {
-            out.push_str(&format!(
-                "\n  {}() failed: {}",
-                call.primitive,
-                call.error.as_deref().unwrap_or("")
-            ));
+            out.push_str(&format!("\n  {}() failed: {}", call.primitive, call.error.as_deref().unwrap_or("")));
         }
         out
     }

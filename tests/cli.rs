@@ -18,10 +18,7 @@ use util::{TEND, Test};
 #[test]
 fn a_playbook_runs_sees_vars_and_writes_a_report_and_audit_records() {
     let done = Test::new()
-        .file(
-            "p.rhai",
-            "print(`hello ${vars.who}`);\nlet n = vars.n + 1;\n#{ n: n, dry: dry_run() }\n",
-        )
+        .file("p.rhai", "print(`hello ${vars.who}`);\nlet n = vars.n + 1;\n#{ n: n, dry: dry_run() }\n")
         .args(&["run", "p.rhai", "--var", "who=world", "--var", "n=41"])
         .stderr_contains(" INFO playbook: hello world\n")
         .run();
@@ -29,21 +26,12 @@ fn a_playbook_runs_sees_vars_and_writes_a_report_and_audit_records() {
     assert_eq!(reports.len(), 1);
     let report = &reports[0];
     assert_eq!(report["outcome"], "ok");
-    assert_eq!(
-        report["result"],
-        serde_json::json!({ "n": 42, "dry": false })
-    );
+    assert_eq!(report["result"], serde_json::json!({ "n": 42, "dry": false }));
     assert_eq!(report["calls"][0]["primitive"], "dry_run");
-    assert!(done.stdout().starts_with(&format!(
-        "run {} ok: p.rhai in ",
-        report["id"].as_str().unwrap()
-    )));
+    assert!(done.stdout().starts_with(&format!("run {} ok: p.rhai in ", report["id"].as_str().unwrap())));
     let audit = done.audit_lines();
     assert_eq!(audit.len(), 2);
-    assert!(
-        audit[0].contains("\"primitive\":\"run.start\"")
-            && audit[1].contains("\"primitive\":\"run.end\"")
-    );
+    assert!(audit[0].contains("\"primitive\":\"run.start\"") && audit[1].contains("\"primitive\":\"run.end\""));
 }
 
 #[test]
@@ -52,8 +40,7 @@ fn json_prints_exactly_one_document_on_stdout() {
         .file("p.rhai", "print(\"to the log, not stdout\");\n1 + 1\n")
         .args(&["--json", "run", "p.rhai"])
         .run();
-    let doc: serde_json::Value =
-        serde_json::from_str(&done.stdout()).expect("stdout is one JSON document");
+    let doc: serde_json::Value = serde_json::from_str(&done.stdout()).expect("stdout is one JSON document");
     assert_eq!(doc["result"], 2);
     assert_eq!(doc["outcome"], "ok");
 }
@@ -112,7 +99,9 @@ fn lint_checks_playbooks_and_their_imports_without_running_them() {
         .args(&["lint", "lib/main.rhai", "broken.rhai"])
         .status(2)
         .stdout("lib/main.rhai: ok\n")
-        .stderr("error: syntax error: Expecting name of a variable\n --> broken.rhai:1:5\n  |\n1 | let = 3;\n  |     ^\n")
+        .stderr(
+            "error: syntax error: Expecting name of a variable\n --> broken.rhai:1:5\n  |\n1 | let = 3;\n  |     ^\n",
+        )
         .unchanged()
         .run();
 }
@@ -121,40 +110,16 @@ fn lint_checks_playbooks_and_their_imports_without_running_them() {
 fn api_lists_every_declared_primitive() {
     let done = Test::new().args(&["api", "--format", "json"]).run();
     let api: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
-    let names: Vec<&str> = api
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "servers",
-            "site",
-            "dry_run",
-            "log",
-            "notify",
-            "check",
-            "check_all",
-            "prune",
-            "prune"
-        ]
-    );
+    let names: Vec<&str> = api.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["servers", "site", "dry_run", "log", "notify", "check", "check_all", "prune", "prune"]);
     assert_eq!(api[7]["scope"], "prune");
     assert_eq!(
         api[3]["params"],
         serde_json::json!([{"name": "level", "type": "string"}, {"name": "message", "type": "string"}])
     );
     let md = Test::new().args(&["api"]).run().stdout();
-    assert!(
-        md.starts_with("| primitive | scope | returns | what it does |\n"),
-        "{md}"
-    );
-    assert!(
-        md.contains("| `log(level: string, message: string)` | — | () |"),
-        "{md}"
-    );
+    assert!(md.starts_with("| primitive | scope | returns | what it does |\n"), "{md}");
+    assert!(md.contains("| `log(level: string, message: string)` | — | () |"), "{md}");
 }
 
 #[test]
@@ -189,9 +154,10 @@ fn an_endless_loop_hits_the_operation_limit() {
     let report = &done.reports()[0];
     assert_eq!(report["outcome"], "failed");
     assert_eq!(report["error"]["exit_code"], 5);
-    assert!(done.audit_lines()[1].contains(
-        "\"outcome\":\"policy: sandbox limit: the playbook ran more than 100000 operations"
-    ));
+    assert!(
+        done.audit_lines()[1]
+            .contains("\"outcome\":\"policy: sandbox limit: the playbook ran more than 100000 operations")
+    );
 }
 
 #[test]
@@ -267,14 +233,9 @@ fn an_import_outside_the_playbook_folder_is_refused_before_the_run() {
 
 #[test]
 fn an_import_through_a_symlink_out_of_the_folder_is_refused() {
-    let test = Test::new()
-        .file("outside/m.rhai", "fn f() { 1 }\n")
-        .file("books/p.rhai", "import \"m\" as m;\nm::f()\n");
-    std::os::unix::fs::symlink(
-        test.path().join("outside/m.rhai"),
-        test.path().join("books/m.rhai"),
-    )
-    .unwrap();
+    let test =
+        Test::new().file("outside/m.rhai", "fn f() { 1 }\n").file("books/p.rhai", "import \"m\" as m;\nm::f()\n");
+    std::os::unix::fs::symlink(test.path().join("outside/m.rhai"), test.path().join("books/m.rhai")).unwrap();
     test.args(&["run", "books/p.rhai"])
         .status(5)
         .stderr_contains("error: import `m` is outside the playbook's folder {dir}/books;")
@@ -317,15 +278,10 @@ fn a_missing_playbook_is_a_usage_error() {
 
 #[test]
 fn ctrl_c_stops_the_playbook_at_its_next_operation() {
-    let test = Test::new()
-        .site("[limits]\nmax_operations = 0\n")
-        .file("p.rhai", "loop {}\n");
+    let test = Test::new().site("[limits]\nmax_operations = 0\n").file("p.rhai", "loop {}\n");
     std::fs::write(
         test.path().join("tend.toml"),
-        format!(
-            "root = \"{}/root\"\n[limits]\nmax_operations = 0\n",
-            test.path().display()
-        ),
+        format!("root = \"{}/root\"\n[limits]\nmax_operations = 0\n", test.path().display()),
     )
     .unwrap();
     let child = Command::new(TEND)
@@ -335,11 +291,7 @@ fn ctrl_c_stops_the_playbook_at_its_next_operation() {
         .spawn()
         .unwrap();
     wait_for_lock_holder(test.path());
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::INT,
-    )
-    .unwrap();
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::INT).unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: interrupted\n"));
@@ -378,9 +330,7 @@ fn site_negative_retention() {
         .file("p.rhai", "1\n")
         .args(&["run", "p.rhai"])
         .status(2)
-        .stderr(
-            "error: {dir}/tend.toml:3:16: `retention.keep_backups`: must be 0 or more, found -3\n",
-        )
+        .stderr("error: {dir}/tend.toml:3:16: `retention.keep_backups`: must be 0 or more, found -3\n")
         .unchanged()
         .run();
 }
@@ -411,10 +361,7 @@ fn site_file_given_with_site_flag_is_missing() {
 #[test]
 fn site_client_config_that_is_not_json() {
     Test::new()
-        .file(
-            ".mcp.json",
-            "{\n  \"mcpServers\": {\n    \"memory\": { \"command\": \"npx\", }\n  }\n}\n",
-        )
+        .file(".mcp.json", "{\n  \"mcpServers\": {\n    \"memory\": { \"command\": \"npx\", }\n  }\n}\n")
         .file("p.rhai", "1\n")
         .args(&["run", "p.rhai"])
         .status(2)
@@ -460,32 +407,13 @@ fn token_line(scopes: &str) -> String {
 
 #[test]
 fn token_new_prints_a_token_whose_sha256_is_the_line_it_prints() {
-    let done = Test::new()
-        .args(&[
-            "--json",
-            "token",
-            "new",
-            "--name",
-            "cron",
-            "--scopes",
-            "stage,deploy",
-        ])
-        .run();
+    let done = Test::new().args(&["--json", "token", "new", "--name", "cron", "--scopes", "stage,deploy"]).run();
     let doc: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
     let token = doc["token"].as_str().unwrap();
-    assert!(
-        token.starts_with("tend_") && token.len() == 5 + 64,
-        "{token}"
-    );
+    assert!(token.starts_with("tend_") && token.len() == 5 + 64, "{token}");
     let digest = hex::encode(Sha256::digest(token));
-    assert_eq!(
-        doc["toml"],
-        format!("{{ name = \"cron\", sha256 = \"{digest}\", scopes = [\"stage\", \"deploy\"] }}")
-    );
-    let again = Test::new()
-        .args(&["token", "new", "--name", "x", "--scopes", "prune"])
-        .run()
-        .stdout();
+    assert_eq!(doc["toml"], format!("{{ name = \"cron\", sha256 = \"{digest}\", scopes = [\"stage\", \"deploy\"] }}"));
+    let again = Test::new().args(&["token", "new", "--name", "x", "--scopes", "prune"]).run().stdout();
     assert_ne!(again.trim(), token);
     Test::new()
         .args(&["token", "new", "--name", "x", "--scopes", "sudo"])
@@ -507,8 +435,7 @@ fn the_right_token_runs_under_its_name_and_never_appears_anywhere() {
     let stderr = String::from_utf8_lossy(&done.output.stderr);
     assert!(!stderr.contains(SECRET) && !done.stdout().contains(SECRET));
     for (path, _) in util::snapshot(&done.path().join("root")) {
-        let text =
-            std::fs::read_to_string(done.path().join("root").join(&path)).unwrap_or_default();
+        let text = std::fs::read_to_string(done.path().join("root").join(&path)).unwrap_or_default();
         assert!(!text.contains(SECRET), "{path} holds the token");
     }
 }
@@ -527,19 +454,10 @@ fn token_from_the_environment() {
 #[test]
 fn wrong_empty_and_prefix_tokens_exit_4_and_change_nothing() {
     for (bad, message) in [
-        (
-            "tend_wrong",
-            "error: the token does not match any token in [auth]\n",
-        ),
+        ("tend_wrong", "error: the token does not match any token in [auth]\n"),
         ("", "error: the token is empty\n"),
-        (
-            &SECRET[..20],
-            "error: the token does not match any token in [auth]\n",
-        ),
-        (
-            &format!("{SECRET}x"),
-            "error: the token does not match any token in [auth]\n",
-        ),
+        (&SECRET[..20], "error: the token does not match any token in [auth]\n"),
+        (&format!("{SECRET}x"), "error: the token does not match any token in [auth]\n"),
     ] {
         Test::new()
             .site(&token_line("\"stage\""))
@@ -568,10 +486,7 @@ fn library_site(dir: &Path, scopes: &str) -> Site {
     if !dir.join(".mcp.json").exists() {
         std::fs::write(dir.join(".mcp.json"), "{\"mcpServers\": {}}\n").unwrap();
     }
-    let text = format!(
-        "root = \"root\"\nclients = [\".mcp.json\"]\n{}",
-        token_line(scopes)
-    );
+    let text = format!("root = \"root\"\nclients = [\".mcp.json\"]\n{}", token_line(scopes));
     Site::from_toml_str(&text, dir, Some(&dir.join("tend.toml"))).unwrap()
 }
 
@@ -583,11 +498,7 @@ fn writer(declare: Option<std::path::PathBuf>) -> Primitive {
         .scope(Scope::Stage)
         .body(move |call, args| {
             let path = std::path::PathBuf::from(args[0].as_str().unwrap());
-            let mut plan = Plan::new().with(Effect::WriteFile {
-                path,
-                contents: b"written".to_vec(),
-                mode: 0o644,
-            });
+            let mut plan = Plan::new().with(Effect::WriteFile { path, contents: b"written".to_vec(), mode: 0o644 });
             if let Some(d) = &declare {
                 plan = plan.declaring(d.clone());
             }
@@ -606,11 +517,7 @@ fn run_writer(
 ) -> tend::Result<tend::RunReport> {
     let mut runtime = Runtime::new(library_site(dir, scopes));
     runtime.register(writer(declare));
-    let options = RunOptions {
-        token: token.map(Token::new),
-        dry_run,
-        ..RunOptions::default()
-    };
+    let options = RunOptions { token: token.map(Token::new), dry_run, ..RunOptions::default() };
     runtime.run(&Playbook::from_source("p.rhai", source, dir), options)
 }
 
@@ -618,36 +525,27 @@ fn run_writer(
 fn a_mutating_primitive_needs_its_scope_and_try_catch_cannot_hide_that() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("root/x.txt");
-    let source = format!(
-        "try {{ write_file(\"{}\"); }} catch (e) {{ print(\"caught\"); }}\n",
-        target.display()
-    );
+    let source = format!("try {{ write_file(\"{}\"); }} catch (e) {{ print(\"caught\"); }}\n", target.display());
     let no_token = run_writer(dir.path(), "\"stage\"", None, None, &source, false).unwrap();
     let err = no_token.error.unwrap();
     assert_eq!((err.exit_code, err.kind.as_str()), (4, "unauthorized"));
     assert!(err.message.starts_with("write_file() needs a token with the `stage` scope; no token was given (use --token-file or TEND_TOKEN)\n --> p.rhai:1:7"), "{}", err.message);
-    let unscoped =
-        run_writer(dir.path(), "\"deploy\"", Some(SECRET), None, &source, false).unwrap();
-    assert!(unscoped.error.unwrap().message.starts_with(
-        "write_file() needs a token with the `stage` scope; token `cron` does not have it"
-    ));
+    let unscoped = run_writer(dir.path(), "\"deploy\"", Some(SECRET), None, &source, false).unwrap();
+    assert!(
+        unscoped
+            .error
+            .unwrap()
+            .message
+            .starts_with("write_file() needs a token with the `stage` scope; token `cron` does not have it")
+    );
     assert!(!target.exists());
 
     let ok = run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &source, false).unwrap();
     assert_eq!(ok.exit_code(), 0);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "written");
     let audit = std::fs::read_to_string(dir.path().join("root/audit/audit.jsonl")).unwrap();
-    let record = audit
-        .lines()
-        .find(|l| l.contains("\"primitive\":\"write_file\""))
-        .expect("audited");
-    assert!(
-        record.contains(&format!(
-            "\"effects\":[\"write {} (7 bytes)\"]",
-            target.display()
-        )),
-        "{record}"
-    );
+    let record = audit.lines().find(|l| l.contains("\"primitive\":\"write_file\"")).expect("audited");
+    assert!(record.contains(&format!("\"effects\":[\"write {} (7 bytes)\"]", target.display())), "{record}");
     assert!(record.contains("\"token\":\"cron\""));
 }
 
@@ -655,21 +553,12 @@ fn a_mutating_primitive_needs_its_scope_and_try_catch_cannot_hide_that() {
 fn dry_run_shows_effects_and_applies_none() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("root/x.txt");
-    let report = run_writer(
-        dir.path(),
-        "\"stage\"",
-        Some(SECRET),
-        None,
-        &format!("write_file(\"{}\")", target.display()),
-        true,
-    )
-    .unwrap();
+    let report =
+        run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &format!("write_file(\"{}\")", target.display()), true)
+            .unwrap();
     assert_eq!(report.exit_code(), 0);
     assert!(report.dry_run);
-    assert_eq!(
-        report.calls[0].effects,
-        [format!("write {} (7 bytes)", target.display())]
-    );
+    assert_eq!(report.calls[0].effects, [format!("write {} (7 bytes)", target.display())]);
     assert!(!target.exists());
 }
 
@@ -685,25 +574,15 @@ fn writes_outside_the_jail_are_refused_with_exit_5_and_change_nothing() {
     let cases = [
         (
             format!("{}/../outside/x", root.display()),
-            format!(
-                "refused: {}/../outside/x contains `..` or `.`",
-                root.display()
-            ),
+            format!("refused: {}/../outside/x contains `..` or `.`", root.display()),
         ),
         (
             format!("{}/root2/x", dir.path().display()),
-            format!(
-                "refused: {}/root2/x is outside the allowed roots ({})",
-                dir.path().display(),
-                root.display()
-            ),
+            format!("refused: {}/root2/x is outside the allowed roots ({})", dir.path().display(), root.display()),
         ),
         (
             format!("{}/escape/x", root.display()),
-            format!(
-                "refused: {}/escape is a symlink; tend does not follow links inside its roots",
-                root.display()
-            ),
+            format!("refused: {}/escape is a symlink; tend does not follow links inside its roots", root.display()),
         ),
         (
             client.display().to_string(),
@@ -716,38 +595,19 @@ fn writes_outside_the_jail_are_refused_with_exit_5_and_change_nothing() {
     for (path, want) in cases {
         library_site(dir.path(), "\"stage\"");
         let before = util::snapshot(dir.path());
-        let report = run_writer(
-            dir.path(),
-            "\"stage\"",
-            Some(SECRET),
-            None,
-            &format!("write_file(\"{path}\")"),
-            false,
-        )
-        .unwrap();
+        let report =
+            run_writer(dir.path(), "\"stage\"", Some(SECRET), None, &format!("write_file(\"{path}\")"), false).unwrap();
         let err = report.error.expect("refused");
         assert_eq!(err.exit_code, 5, "{path}");
-        assert!(
-            err.message.starts_with(&format!("{want}\n --> p.rhai:1:1")),
-            "{path}:\n{}",
-            err.message
-        );
+        assert!(err.message.starts_with(&format!("{want}\n --> p.rhai:1:1")), "{path}:\n{}", err.message);
         let after = util::snapshot(dir.path());
         let outside_bookkeeping = |m: &std::collections::BTreeMap<String, String>| {
             m.iter()
-                .filter(|(k, _)| {
-                    !["root/audit", "root/reports", "root/state"]
-                        .iter()
-                        .any(|b| k.starts_with(b))
-                })
+                .filter(|(k, _)| !["root/audit", "root/reports", "root/state"].iter().any(|b| k.starts_with(b)))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(
-            outside_bookkeeping(&before),
-            outside_bookkeeping(&after),
-            "{path}"
-        );
+        assert_eq!(outside_bookkeeping(&before), outside_bookkeeping(&after), "{path}");
     }
     // The same client config, declared by the operation, may be written.
     let report = run_writer(
@@ -766,29 +626,15 @@ fn writes_outside_the_jail_are_refused_with_exit_5_and_change_nothing() {
 // ---------------------------------------------------------------- audit
 
 fn audited_site() -> util::Done {
-    let done = Test::new()
-        .file("p.rhai", "1\n")
-        .args(&["-q", "run", "p.rhai"])
-        .run();
+    let done = Test::new().file("p.rhai", "1\n").args(&["-q", "run", "p.rhai"]).run();
     for _ in 0..2 {
-        assert!(
-            Command::new(TEND)
-                .args(["-q", "run", "p.rhai"])
-                .current_dir(done.path())
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(done.path()).status().unwrap().success());
     }
     done
 }
 
 fn verify(dir: &Path) -> (i32, String, String) {
-    let out = Command::new(TEND)
-        .args(["audit", "verify"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out = Command::new(TEND).args(["audit", "verify"]).current_dir(dir).output().unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -798,11 +644,7 @@ fn verify(dir: &Path) -> (i32, String, String) {
 
 fn edit_audit(dir: &Path, change: impl FnOnce(&mut Vec<String>) -> String) -> String {
     let path = dir.join("root/audit/audit.jsonl");
-    let mut lines: Vec<String> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned).collect();
     let text = change(&mut lines);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
@@ -813,22 +655,9 @@ fn audit_verify_accepts_an_intact_log_and_tail_shows_the_newest() {
     let done = audited_site();
     let (code, stdout, _) = verify(done.path());
     assert_eq!(code, 0);
-    assert_eq!(
-        stdout,
-        format!(
-            "audit log intact: 6 records in {}/root/audit/audit.jsonl\n",
-            done.path().display()
-        )
-    );
-    let tail = Command::new(TEND)
-        .args(["audit", "tail", "-n", "2"])
-        .current_dir(done.path())
-        .output()
-        .unwrap();
-    let lines: Vec<String> = String::from_utf8_lossy(&tail.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    assert_eq!(stdout, format!("audit log intact: 6 records in {}/root/audit/audit.jsonl\n", done.path().display()));
+    let tail = Command::new(TEND).args(["audit", "tail", "-n", "2"]).current_dir(done.path()).output().unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&tail.stdout).lines().map(str::to_owned).collect();
     assert_eq!(lines, done.audit_lines()[4..]);
 }
 
@@ -841,13 +670,7 @@ fn audit_verify_detects_an_edited_record() {
     });
     assert_eq!(
         verify(done.path()),
-        (
-            1,
-            String::new(),
-            format!(
-                "error: {log}:3: the record was edited (its hash does not match its content)\n"
-            )
-        )
+        (1, String::new(), format!("error: {log}:3: the record was edited (its hash does not match its content)\n"))
     );
 }
 
@@ -863,9 +686,7 @@ fn audit_verify_detects_a_removed_record() {
         (
             1,
             String::new(),
-            format!(
-                "error: {log}:3: expected record 3 but found record 4: records were removed or reordered\n"
-            )
+            format!("error: {log}:3: expected record 3 but found record 4: records were removed or reordered\n")
         )
     );
 }
@@ -882,9 +703,7 @@ fn audit_verify_detects_reordered_records() {
         (
             1,
             String::new(),
-            format!(
-                "error: {log}:2: expected record 2 but found record 3: records were removed or reordered\n"
-            )
+            format!("error: {log}:2: expected record 2 but found record 3: records were removed or reordered\n")
         )
     );
 }
@@ -918,11 +737,7 @@ fn audit_verify_detects_a_file_truncated_mid_line() {
     });
     assert_eq!(
         verify(done.path()),
-        (
-            1,
-            String::new(),
-            format!("error: {log}:6: the record is cut off (the file ends mid-line)\n")
-        )
+        (1, String::new(), format!("error: {log}:6: the record is cut off (the file ends mid-line)\n"))
     );
 }
 
@@ -935,13 +750,9 @@ fn wait_for_lock_holder(dir: &Path) {
     let audit = dir.join("root/audit/audit.jsonl");
     for _ in 0..500 {
         let locked = std::fs::read_to_string(&lock).is_ok_and(|t| t.starts_with("pid "));
-        let started = std::fs::read_to_string(&audit).is_ok_and(|t| {
-            t.lines()
-                .last()
-                .is_some_and(|l| l.contains("\"run.start\""))
-        });
-        let head_written =
-            std::fs::metadata(dir.join("root/state/audit.head")).is_ok_and(|m| m.len() > 0);
+        let started = std::fs::read_to_string(&audit)
+            .is_ok_and(|t| t.lines().last().is_some_and(|l| l.contains("\"run.start\"")));
+        let head_written = std::fs::metadata(dir.join("root/state/audit.head")).is_ok_and(|m| m.len() > 0);
         if locked && started && head_written {
             return;
         }
@@ -952,29 +763,16 @@ fn wait_for_lock_holder(dir: &Path) {
 
 #[test]
 fn a_second_run_exits_3_at_once_and_changes_nothing() {
-    let test = Test::new()
-        .file("slow.rhai", "loop {}\n")
-        .file("p.rhai", "1\n");
+    let test = Test::new().file("slow.rhai", "loop {}\n").file("p.rhai", "1\n");
     std::fs::write(
         test.path().join("tend.toml"),
-        format!(
-            "root = \"{}/root\"\n[limits]\nmax_operations = 0\ntimeout = \"20s\"\n",
-            test.path().display()
-        ),
+        format!("root = \"{}/root\"\n[limits]\nmax_operations = 0\ntimeout = \"20s\"\n", test.path().display()),
     )
     .unwrap();
-    let mut first = Command::new(TEND)
-        .args(["-q", "run", "slow.rhai"])
-        .current_dir(test.path())
-        .spawn()
-        .unwrap();
+    let mut first = Command::new(TEND).args(["-q", "run", "slow.rhai"]).current_dir(test.path()).spawn().unwrap();
     wait_for_lock_holder(test.path());
     let before = util::snapshot(test.path());
-    let second = Command::new(TEND)
-        .args(["-q", "run", "p.rhai"])
-        .current_dir(test.path())
-        .output()
-        .unwrap();
+    let second = Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(test.path()).output().unwrap();
     let after = util::snapshot(test.path());
     first.kill().unwrap();
     first.wait().unwrap();
@@ -988,30 +786,14 @@ fn a_second_run_exits_3_at_once_and_changes_nothing() {
     assert!(stderr.starts_with(&want), "{stderr}");
     assert_eq!(before, after);
     // The kernel released the killed run's lock: the next run goes ahead.
-    assert!(
-        Command::new(TEND)
-            .args(["-q", "run", "p.rhai"])
-            .current_dir(test.path())
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new(TEND).args(["-q", "run", "p.rhai"]).current_dir(test.path()).status().unwrap().success());
 }
 
 // ---------------------------------------------------------------- prune
 
 /// Writes a release tend would have installed: `release.json` with version and install time.
-fn release(
-    root: &Path,
-    server: &str,
-    version: &str,
-    installed_days_ago: u64,
-) -> std::path::PathBuf {
-    let dir = root
-        .join("servers")
-        .join(server)
-        .join("releases")
-        .join(version);
+fn release(root: &Path, server: &str, version: &str, installed_days_ago: u64) -> std::path::PathBuf {
+    let dir = root.join("servers").join(server).join("releases").join(version);
     std::fs::create_dir_all(&dir).unwrap();
     let at = time::OffsetDateTime::now_utc() - time::Duration::days(installed_days_ago as i64);
     let manifest = serde_json::json!({ "package": "@modelcontextprotocol/server-memory", "version": version, "installed_at": tend::clock::rfc3339(at) });
@@ -1037,13 +819,7 @@ const DAY: u64 = 86_400;
 fn prune_site() -> Test {
     let test = Test::new().site("[retention]\nkeep_releases = 1\nkeep_backups = 2\nbackups_days = 30\nstaging_days = 7\narchive_before_delete = [\"backups\"]\n").site(&token_line("\"prune\""));
     let root = test.path().join("root");
-    for (version, days) in [
-        ("1.0.0", 50),
-        ("1.1.0", 40),
-        ("1.2.0", 30),
-        ("1.3.0", 20),
-        ("1.4.0", 10),
-    ] {
+    for (version, days) in [("1.0.0", 50), ("1.1.0", 40), ("1.2.0", 30), ("1.3.0", 20), ("1.4.0", 10)] {
         release(&root, "memory", version, days);
     }
     std::os::unix::fs::symlink("releases/1.4.0", root.join("servers/memory/current")).unwrap();
@@ -1063,11 +839,7 @@ fn prune_site() -> Test {
         }
     }
     std::fs::create_dir_all(root.join("staging/memory-2.0.0.partial/package")).unwrap();
-    std::fs::write(
-        root.join("staging/memory-2.0.0.partial/package/index.js"),
-        "partial",
-    )
-    .unwrap();
+    std::fs::write(root.join("staging/memory-2.0.0.partial/package/index.js"), "partial").unwrap();
     std::fs::create_dir_all(root.join("staging/memory-2.1.0.partial")).unwrap();
     age(&root.join("staging/memory-2.0.0.partial"), 7 * DAY + 3600);
     age(&root.join("staging/memory-2.1.0.partial"), 7 * DAY - 3600);
@@ -1106,26 +878,10 @@ fn expected_plan(remove: &str, archive: &str) -> Vec<(String, String, String)> {
         ("servers/memory/releases/1.1.0", "releases", remove),
         ("servers/memory/releases/1.0.0", "releases", remove),
         ("backups/memory-backup-final.tar.gz", "unknown", "keep"),
-        (
-            "backups/memory-1.3.0-20990201T000000Z.tar.gz",
-            "backups",
-            "keep",
-        ),
-        (
-            "backups/memory-1.2.0-20990101T000000Z.tar.gz",
-            "backups",
-            "keep",
-        ),
-        (
-            "backups/memory-1.1.0-20250201T000000Z.tar.gz",
-            "backups",
-            archive,
-        ),
-        (
-            "backups/memory-1.0.0-20250101T000000Z.tar.gz",
-            "backups",
-            archive,
-        ),
+        ("backups/memory-1.3.0-20990201T000000Z.tar.gz", "backups", "keep"),
+        ("backups/memory-1.2.0-20990101T000000Z.tar.gz", "backups", "keep"),
+        ("backups/memory-1.1.0-20250201T000000Z.tar.gz", "backups", archive),
+        ("backups/memory-1.0.0-20250101T000000Z.tar.gz", "backups", archive),
     ]
     .iter()
     .map(|(p, c, a)| ((*p).to_owned(), (*c).to_owned(), (*a).to_owned()))
@@ -1134,16 +890,10 @@ fn expected_plan(remove: &str, archive: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn prune_without_a_token_only_shows_its_plan() {
-    let done = prune_site()
-        .args(&["--json", "prune"])
-        .unchanged_but_bookkeeping()
-        .run();
+    let done = prune_site().args(&["--json", "prune"]).unchanged_but_bookkeeping().run();
     let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
     assert_eq!(result["dry_run"], true);
-    assert_eq!(
-        items_by_path(&result, &done.path().join("root")),
-        expected_plan("remove", "archive_and_remove")
-    );
+    assert_eq!(items_by_path(&result, &done.path().join("root")), expected_plan("remove", "archive_and_remove"));
     let removable: u64 = result["items"]
         .as_array()
         .unwrap()
@@ -1156,32 +906,16 @@ fn prune_without_a_token_only_shows_its_plan() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| {
-            i["path"]
-                .as_str()
-                .unwrap()
-                .ends_with("memory-2.0.0.partial")
-        })
+        .find(|i| i["path"].as_str().unwrap().ends_with("memory-2.0.0.partial"))
         .unwrap();
-    assert_eq!(
-        (partial["bytes"].as_u64(), partial["reason"].as_str()),
-        (Some(7), Some("older than 7d"))
-    );
+    assert_eq!((partial["bytes"].as_u64(), partial["reason"].as_str()), (Some(7), Some("older than 7d")));
     let young = result["items"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| {
-            i["path"]
-                .as_str()
-                .unwrap()
-                .ends_with("memory-2.1.0.partial")
-        })
+        .find(|i| i["path"].as_str().unwrap().ends_with("memory-2.1.0.partial"))
         .unwrap();
-    assert_eq!(
-        (young["age_days"].as_f64(), young["reason"].as_str()),
-        (Some(6.96), Some("within 7d"))
-    );
+    assert_eq!((young["age_days"].as_f64(), young["reason"].as_str()), (Some(6.96), Some("within 7d")));
 }
 
 #[test]
@@ -1189,80 +923,34 @@ fn prune_removes_what_retention_no_longer_keeps_and_nothing_else() {
     let test = prune_site().file("token", SECRET);
     let root = test.path().join("root");
     let outside_before = util::snapshot(Path::new("/etc"));
-    let done = test
-        .args(&["--token-file", "token", "--json", "prune"])
-        .run();
+    let done = test.args(&["--token-file", "token", "--json", "prune"]).run();
     let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
     assert_eq!(result["dry_run"], false);
     assert_eq!(result["errors"], serde_json::json!([]));
     let plan = items_by_path(&result, &root);
     assert_eq!(plan, expected_plan("remove", "archive_and_remove"));
     for (path, _, action) in &plan {
-        assert_eq!(
-            std::fs::symlink_metadata(root.join(path)).is_ok(),
-            action == "keep",
-            "{path} {action}"
-        );
+        assert_eq!(std::fs::symlink_metadata(root.join(path)).is_ok(), action == "keep", "{path} {action}");
     }
-    assert_eq!(
-        std::fs::read_link(root.join("servers/memory/releases/9.9.9")).unwrap(),
-        Path::new("/")
-    );
+    assert_eq!(std::fs::read_link(root.join("servers/memory/releases/9.9.9")).unwrap(), Path::new("/"));
     assert_eq!(util::snapshot(Path::new("/etc")), outside_before);
     // The old backups went into an archive that reads back.
-    let archives: Vec<_> = std::fs::read_dir(root.join("archive"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let archives: Vec<_> = std::fs::read_dir(root.join("archive")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(archives.len(), 1);
-    let name = archives[0]
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        name.starts_with("backups-") && name.ends_with(".tar.gz"),
-        "{name}"
-    );
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
-        std::fs::File::open(&archives[0]).unwrap(),
-    ));
-    let mut names: Vec<String> = archive
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().display().to_string())
-        .collect();
+    let name = archives[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(name.starts_with("backups-") && name.ends_with(".tar.gz"), "{name}");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(&archives[0]).unwrap()));
+    let mut names: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "backups/memory-1.0.0-20250101T000000Z.tar.gz",
-            "backups/memory-1.1.0-20250201T000000Z.tar.gz"
-        ]
-    );
+    assert_eq!(names, ["backups/memory-1.0.0-20250101T000000Z.tar.gz", "backups/memory-1.1.0-20250201T000000Z.tar.gz"]);
     // Metrics and audit record it.
     let metrics = std::fs::read_to_string(root.join("metrics/tend.prom")).unwrap();
-    assert!(
-        metrics.contains(&format!(
-            "tend_cleanup_bytes_freed_total {}\n",
-            result["bytes_freed"]
-        )),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("tend_cleanup_items_total{category=\"releases\"} 2\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("tend_cleanup_items_total{category=\"backups\"} 2\n"),
-        "{metrics}"
-    );
+    assert!(metrics.contains(&format!("tend_cleanup_bytes_freed_total {}\n", result["bytes_freed"])), "{metrics}");
+    assert!(metrics.contains("tend_cleanup_items_total{category=\"releases\"} 2\n"), "{metrics}");
+    assert!(metrics.contains("tend_cleanup_items_total{category=\"backups\"} 2\n"), "{metrics}");
     let audit = done.audit_lines();
-    let record = audit
-        .iter()
-        .find(|l| l.contains("\"primitive\":\"prune\""))
-        .expect("prune audited");
+    let record = audit.iter().find(|l| l.contains("\"primitive\":\"prune\"")).expect("prune audited");
     assert!(
         record.contains("\"token\":\"cron\"")
             && record.contains("remove tree ")
@@ -1277,33 +965,19 @@ fn prune_removes_what_retention_no_longer_keeps_and_nothing_else() {
         .unwrap();
     let second: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(second["bytes_freed"], 0);
-    assert_eq!(
-        std::fs::read_to_string(root.join("metrics/tend.prom")).unwrap(),
-        metrics
-    );
+    assert_eq!(std::fs::read_to_string(root.join("metrics/tend.prom")).unwrap(), metrics);
 }
 
 #[test]
 fn prune_never_removes_a_release_a_process_uses() {
     let test = prune_site().file("token", SECRET);
     let old = test.path().join("root/servers/memory/releases/1.0.0");
-    let mut sleeper = Command::new("sleep")
-        .arg("30")
-        .current_dir(&old)
-        .spawn()
-        .unwrap();
-    let done = test
-        .args(&["--token-file", "token", "--json", "prune"])
-        .run();
+    let mut sleeper = Command::new("sleep").arg("30").current_dir(&old).spawn().unwrap();
+    let done = test.args(&["--token-file", "token", "--json", "prune"]).run();
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
-    let item = result["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["path"] == old.display().to_string())
-        .unwrap();
+    let item = result["items"].as_array().unwrap().iter().find(|i| i["path"] == old.display().to_string()).unwrap();
     assert_eq!(item["action"], "keep");
     assert_eq!(item["reason"], format!("in use by pid {}", sleeper.id()));
     assert!(old.is_dir());
@@ -1336,9 +1010,7 @@ fn prune_retention_that_is_not_a_number_is_a_site_error() {
 #[test]
 fn prune_copes_with_a_tree_that_changes_while_it_walks() {
     let test = prune_site().file("token", SECRET);
-    let busy = test
-        .path()
-        .join("root/staging/memory-2.0.0.partial/package");
+    let busy = test.path().join("root/staging/memory-2.0.0.partial/package");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn = {
         let (busy, stop) = (busy.clone(), stop.clone());
@@ -1352,9 +1024,7 @@ fn prune_copes_with_a_tree_that_changes_while_it_walks() {
             }
         })
     };
-    let done = test
-        .args(&["--token-file", "token", "--json", "prune"])
-        .run();
+    let done = test.args(&["--token-file", "token", "--json", "prune"]).run();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     churn.join().unwrap();
     let result: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
@@ -1381,30 +1051,18 @@ fn prune_takes_per_call_overrides_from_a_playbook() {
     // releases 1.3.0, 1.1.0, 1.0.0 (current and previous stay), the two backups stamped in
     // the past (the two stamped 2099 are not older than 0 days), one stale partial
     assert_eq!(report["result"], 6);
-    assert!(
-        done.path()
-            .join("root/servers/memory/releases/1.0.0")
-            .is_dir()
-    );
+    assert!(done.path().join("root/servers/memory/releases/1.0.0").is_dir());
 }
 
 #[test]
 fn a_removal_that_fails_is_reported_and_the_rest_goes_on() {
     let test = prune_site().file("token", SECRET);
     test.write_site();
-    let stuck = test
-        .path()
-        .join("root/staging/memory-2.0.0.partial/package/index.js");
+    let stuck = test.path().join("root/staging/memory-2.0.0.partial/package/index.js");
     // root may remove anything, so an immutable file is the way to make a removal fail.
-    let immutable = Command::new("chattr")
-        .arg("+i")
-        .arg(&stuck)
-        .status()
-        .is_ok_and(|s| s.success());
+    let immutable = Command::new("chattr").arg("+i").arg(&stuck).status().is_ok_and(|s| s.success());
     if !immutable {
-        eprintln!(
-            "skipped: chattr +i does not work here (needs chattr and a filesystem with attributes)"
-        );
+        eprintln!("skipped: chattr +i does not work here (needs chattr and a filesystem with attributes)");
         return;
     }
     let output = Command::new(TEND)
@@ -1418,31 +1076,15 @@ fn a_removal_that_fails_is_reported_and_the_rest_goes_on() {
     let partial = test.path().join("root/staging/memory-2.0.0.partial");
     assert_eq!(
         result["errors"],
-        serde_json::json!([format!(
-            "cannot remove {}: Operation not permitted (os error 1)",
-            partial.display()
-        )])
+        serde_json::json!([format!("cannot remove {}: Operation not permitted (os error 1)", partial.display())])
     );
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        format!(
-            "error: cannot remove {}: Operation not permitted (os error 1)\n",
-            partial.display()
-        )
+        format!("error: cannot remove {}: Operation not permitted (os error 1)\n", partial.display())
     );
     // Everything else planned for removal is gone.
-    assert!(
-        !test
-            .path()
-            .join("root/servers/memory/releases/1.0.0")
-            .exists()
-    );
-    assert!(
-        !test
-            .path()
-            .join("root/backups/memory-1.0.0-20250101T000000Z.tar.gz")
-            .exists()
-    );
+    assert!(!test.path().join("root/servers/memory/releases/1.0.0").exists());
+    assert!(!test.path().join("root/backups/memory-1.0.0-20250101T000000Z.tar.gz").exists());
 }
 
 #[test]
@@ -1461,16 +1103,16 @@ fn a_prune_plan_of_thousands_of_items_fits_the_sandbox() {
         .args(&["--json", "run", "--dry-run", "p.rhai"])
         .run();
     let report: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
-    assert_eq!(
-        report["result"],
-        serde_json::json!([3000, 2998, true, 7, "releases", "releases"])
-    );
+    assert_eq!(report["result"], serde_json::json!([3000, 2998, true, 7, "releases", "releases"]));
 }
 
 #[test]
 fn a_missing_field_of_a_primitive_result_is_an_error() {
     Test::new()
-        .file(".mcp.json", r#"{"mcpServers": {"memory": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"]}}}"#)
+        .file(
+            ".mcp.json",
+            r#"{"mcpServers": {"memory": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"]}}}"#,
+        )
         .file("p.rhai", "let s = servers()[0];\ns.no_such_field\n")
         .args(&["-q", "run", "p.rhai"])
         .status(1)
@@ -1497,27 +1139,17 @@ fn publishes_versions_and_serves_packuments() {
 
     let doc = registry.get_json("tend-fixture-basic");
     let versions = doc["versions"].as_object().expect("versions");
-    assert!(
-        versions.contains_key("1.0.0") && versions.contains_key("1.1.0"),
-        "{doc:#}"
-    );
+    assert!(versions.contains_key("1.0.0") && versions.contains_key("1.1.0"), "{doc:#}");
     assert_eq!(versions.len(), 2);
     assert_eq!(doc["dist-tags"]["latest"], "1.1.0");
     assert!(doc["time"]["1.0.0"].is_string(), "{doc:#}");
     assert!(doc["time"]["1.1.0"].is_string(), "{doc:#}");
-    let integrity = doc["versions"]["1.0.0"]["dist"]["integrity"]
-        .as_str()
-        .expect("integrity");
+    let integrity = doc["versions"]["1.0.0"]["dist"]["integrity"].as_str().expect("integrity");
     assert!(integrity.starts_with("sha512-"), "{integrity}");
-    assert_eq!(
-        doc["versions"]["1.0.0"]["bin"]["tend-fixture-basic"],
-        "index.js"
-    );
+    assert_eq!(doc["versions"]["1.0.0"]["bin"]["tend-fixture-basic"], "index.js");
 
     // The tarball URL points back at this registry and downloads.
-    let tarball = doc["versions"]["1.1.0"]["dist"]["tarball"]
-        .as_str()
-        .expect("tarball");
+    let tarball = doc["versions"]["1.1.0"]["dist"]["tarball"].as_str().expect("tarball");
     assert!(tarball.starts_with(&registry.url()), "{tarball}");
     let (status, bytes) = registry.get_bytes(tarball);
     assert_eq!(status, 200);
@@ -1559,10 +1191,7 @@ fn all_fixtures_publish_and_ten_versions_are_quick() {
     assert_eq!(doc["dist-tags"]["next"], "2.0.0-beta.1");
 
     let dep = registry.get_json("tend-fixture-with-dep");
-    assert_eq!(
-        dep["versions"]["1.0.0"]["dependencies"]["tend-fixture-basic"],
-        "^1.0.0"
-    );
+    assert_eq!(dep["versions"]["1.0.0"]["dependencies"]["tend-fixture-basic"], "^1.0.0");
     let scripts = registry.get_json("tend-fixture-install-script");
     assert!(scripts["versions"]["1.0.0"]["scripts"]["postinstall"].is_string());
     let engines = registry.get_json("tend-fixture-engines");
@@ -1617,10 +1246,7 @@ fn direct_publish_matches_npm_publish() {
             v["dist"]["shasum"].as_str().expect("shasum")
         );
         assert!(out.starts_with(&expected), "{out} vs {expected}");
-        assert!(
-            out.contains("package/index.js") && out.contains("package/package.json"),
-            "{out}"
-        );
+        assert!(out.contains("package/index.js") && out.contains("package/package.json"), "{out}");
     }
     let beta = registry.stage_fixture("tend-fixture-basic", "2.0.0-beta.1", |pkg| {
         pkg.insert("engines".into(), serde_json::json!({"node": ">=18"}));
@@ -1632,13 +1258,8 @@ fn direct_publish_matches_npm_publish() {
     assert_eq!(doc["versions"]["2.0.0-beta.1"]["engines"]["node"], ">=18");
 
     let scoped = registry.get_json("@tend-fixtures%2fscoped");
-    let url = scoped["versions"]["1.0.0"]["dist"]["tarball"]
-        .as_str()
-        .expect("tarball");
-    assert!(
-        url.ends_with("@tend-fixtures/scoped/-/scoped-1.0.0.tgz"),
-        "{url}"
-    );
+    let url = scoped["versions"]["1.0.0"]["dist"]["tarball"].as_str().expect("tarball");
+    assert!(url.ends_with("@tend-fixtures/scoped/-/scoped-1.0.0.tgz"), "{url}");
     assert_eq!(registry.get_bytes(url).0, 200);
 }
 
@@ -1656,24 +1277,11 @@ fn npm_installs_from_the_registry() {
         .current_dir(project.path())
         .output()
         .expect("npm install");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let installed = std::fs::read_to_string(
-        project
-            .path()
-            .join("node_modules/tend-fixture-basic/package.json"),
-    )
-    .expect("dependency installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let installed = std::fs::read_to_string(project.path().join("node_modules/tend-fixture-basic/package.json"))
+        .expect("dependency installed");
     assert!(installed.contains("\"version\": \"1.2.0\""), "{installed}");
-    assert!(
-        project
-            .path()
-            .join("node_modules/.bin/tend-fixture-with-dep")
-            .exists()
-    );
+    assert!(project.path().join("node_modules/.bin/tend-fixture-with-dep").exists());
 }
 
 // ---------------------------------------------------------------- check, against a real registry
@@ -1689,7 +1297,10 @@ fn check_site() -> (util::registry::Registry, Test) {
     registry.set_publish_time("tend-fixture-basic", "1.2.0", "2026-11-23T16:00:00.000Z");
     let test = Test::new()
         .site(&format!("registry = \"{}\"\n", registry.url()))
-        .file(".mcp.json", r#"{"mcpServers": {"basic": {"command": "npx", "args": ["-y", "tend-fixture-basic@1.0.0"]}}}"#)
+        .file(
+            ".mcp.json",
+            r#"{"mcpServers": {"basic": {"command": "npx", "args": ["-y", "tend-fixture-basic@1.0.0"]}}}"#,
+        )
         .env("TEND_NOW", "2026-11-24T12:00:00Z");
     (registry, test)
 }
@@ -1716,11 +1327,16 @@ fn check_offers_the_newest_allowed_version_and_says_why() {
         .output()
         .unwrap();
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        again[0]["source"], "cache",
-        "a repeated check is answered 304 from the ETag cache"
-    );
-    std::fs::write(done.path().join("tend.toml"), format!("root = \"{}/root\"\nregistry = \"{}\"\n[servers.basic.policy]\nallow_major = true\nignore = [\"2.0.0\"]\n", done.path().display(), registry.url())).unwrap();
+    assert_eq!(again[0]["source"], "cache", "a repeated check is answered 304 from the ETag cache");
+    std::fs::write(
+        done.path().join("tend.toml"),
+        format!(
+            "root = \"{}/root\"\nregistry = \"{}\"\n[servers.basic.policy]\nallow_major = true\nignore = [\"2.0.0\"]\n",
+            done.path().display(),
+            registry.url()
+        ),
+    )
+    .unwrap();
     let out = Command::new(TEND)
         .args(["--json", "check", "basic"])
         .current_dir(done.path())
@@ -1729,10 +1345,7 @@ fn check_offers_the_newest_allowed_version_and_says_why() {
         .unwrap();
     let held: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(held[0]["candidate"], "1.1.0");
-    assert_eq!(
-        held[0]["reason"],
-        "2.0.0 is in the ignore list; offering 1.1.0"
-    );
+    assert_eq!(held[0]["reason"], "2.0.0 is in the ignore list; offering 1.1.0");
     let table = Command::new(TEND)
         .args(["check"])
         .current_dir(done.path())
@@ -1747,10 +1360,8 @@ fn check_offers_the_newest_allowed_version_and_says_why() {
 fn check_errors_name_the_package_and_registry() {
     let (registry, test) = check_site();
     let url = registry.url();
-    let test = test.file(
-        "p.rhai",
-        "let m = ();\ntry { check(\"ghost\"); } catch (e) { m = `${e.kind}: ${e.message}`; }\nm\n",
-    );
+    let test =
+        test.file("p.rhai", "let m = ();\ntry { check(\"ghost\"); } catch (e) { m = `${e.kind}: ${e.message}`; }\nm\n");
     let done = test
         .file(".mcp.json", r#"{"mcpServers": {"ghost": {"command": "npx", "args": ["-y", "tend-fixture-ghost"]}}}"#)
         .args(&["check", "ghost"])
@@ -1758,23 +1369,12 @@ fn check_errors_name_the_package_and_registry() {
         .stderr(&format!("error: tend-fixture-ghost: no such package (registry {url})\n --> tend check:1:2\n  |\n1 | [check(\"ghost\")]\n  |  ^\n"))
         .unchanged_but_bookkeeping()
         .run();
-    let caught = Command::new(TEND)
-        .args(["--json", "run", "p.rhai"])
-        .current_dir(done.path())
-        .output()
-        .unwrap();
+    let caught = Command::new(TEND).args(["--json", "run", "p.rhai"]).current_dir(done.path()).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&caught.stdout).unwrap();
-    assert_eq!(
-        report["result"],
-        format!("failed: tend-fixture-ghost: no such package (registry {url})")
-    );
+    assert_eq!(report["result"], format!("failed: tend-fixture-ghost: no such package (registry {url})"));
     drop(registry);
     // The registry is gone: the check retries, then says it cannot reach it.
-    let down = Command::new(TEND)
-        .args(["check", "ghost"])
-        .current_dir(done.path())
-        .output()
-        .unwrap();
+    let down = Command::new(TEND).args(["check", "ghost"]).current_dir(done.path()).output().unwrap();
     assert_eq!(down.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(
@@ -1782,4 +1382,161 @@ fn check_errors_name_the_package_and_registry() {
             && stderr.contains(&format!("(registry {url})")),
         "{stderr}"
     );
+}
+
+// ---------------------------------------------------------------- stage and verify, against a real registry
+
+/// A registry holding every fixture package, and a site with a staging token and one server
+/// per fixture.
+fn stage_site() -> (util::registry::Registry, Test) {
+    let registry = util::registry::Registry::start();
+    registry.publish_fixture_direct("tend-fixture-basic", "1.0.0");
+    registry.publish_fixture_direct("tend-fixture-basic", "1.1.0");
+    registry.publish_fixture("tend-fixture-with-dep", "1.0.0");
+    registry.publish_fixture_direct("tend-fixture-engines", "1.0.0");
+    registry.publish_fixture_direct("tend-fixture-install-script", "1.0.0");
+    let servers = ["basic", "with-dep", "engines", "install-script"]
+        .iter()
+        .map(|s| format!("\"{s}\": {{\"command\": \"npx\", \"args\": [\"-y\", \"tend-fixture-{s}\"]}}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let test = Test::new()
+        .site(&format!("registry = \"{}\"\n{}", registry.url(), token_line("\"stage\"")))
+        .file(".mcp.json", &format!("{{\"mcpServers\": {{{servers}}}}}"))
+        .file("token", SECRET);
+    (registry, test)
+}
+
+fn no_partials(root: &Path) {
+    let left: Vec<_> = std::fs::read_dir(root.join("staging"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".partial"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "partial folders left: {left:?}");
+}
+
+#[test]
+fn stage_installs_a_verified_immutable_release_and_is_idempotent() {
+    let (registry, test) = stage_site();
+    let done = test.args(&["--token-file", "token", "--json", "stage", "basic", "1.1.0"]).run();
+    let root = done.path().join("root");
+    let staged: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    let release = root.join("servers/basic/releases/1.1.0");
+    assert_eq!(staged["path"], release.display().to_string());
+    assert_eq!(staged["reused"], false);
+    let stored = registry.get_json("tend-fixture-basic");
+    assert_eq!(staged["integrity"], stored["versions"]["1.1.0"]["dist"]["integrity"]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(release.join("release.json")).unwrap()).unwrap();
+    assert_eq!(
+        (manifest["package"].as_str(), manifest["version"].as_str()),
+        (Some("tend-fixture-basic"), Some("1.1.0"))
+    );
+    assert_eq!(manifest["digest"], staged["digest"]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(release.join("index.js")).unwrap().permissions().mode() & 0o777,
+        0o755,
+        "the declared bin is executable"
+    );
+    assert_eq!(std::fs::metadata(release.join("package.json")).unwrap().permissions().mode() & 0o777, 0o644);
+    no_partials(&root);
+    let audit = done.audit_lines();
+    assert!(
+        audit.iter().any(|l| l.contains("\"primitive\":\"stage\"") && l.contains("extract a ")),
+        "stage is audited with its effects"
+    );
+
+    let again = Command::new(TEND)
+        .args(["--token-file", "token", "--json", "stage", "basic", "1.1.0"])
+        .current_dir(done.path())
+        .output()
+        .unwrap();
+    let reused: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!((reused["reused"].as_bool(), &reused["digest"]), (Some(true), &staged["digest"]));
+
+    let verify = Command::new(TEND).args(["verify", "basic", "1.1.0"]).current_dir(done.path()).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&verify.stdout),
+        format!("basic 1.1.0 verifies: {}\n", staged["digest"].as_str().unwrap())
+    );
+    std::fs::write(release.join("index.js"), "tampered").unwrap();
+    let verify = Command::new(TEND).args(["verify", "basic", "1.1.0"]).current_dir(done.path()).output().unwrap();
+    assert_eq!(verify.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&verify.stderr),
+        format!("error: {}: index.js differs from the staged file\n", release.display())
+    );
+}
+
+#[test]
+fn stage_installs_production_dependencies_from_the_site_registry() {
+    let (_registry, test) = stage_site();
+    let done = test.args(&["--token-file", "token", "stage", "with-dep", "1.0.0"]).run();
+    let release = done.path().join("root/servers/with-dep/releases/1.0.0");
+    let dep: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(release.join("node_modules/tend-fixture-basic/package.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dep["version"], "1.1.0");
+    assert!(done.path().join("root/staging/with-dep-1.0.0.log").is_file());
+    no_partials(&done.path().join("root"));
+}
+
+#[test]
+fn stage_refuses_bad_packages_and_leaves_nothing_behind() {
+    let (registry, test) = stage_site();
+    test.write_site();
+    let dir = test.path().to_path_buf();
+    let stage = |args: &[&str]| {
+        let out = Command::new(TEND).args(["--token-file", "token"]).args(args).current_dir(&dir).output().unwrap();
+        (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("").to_owned())
+    };
+    let node = String::from_utf8_lossy(&Command::new("node").arg("--version").output().unwrap().stdout)
+        .trim()
+        .trim_start_matches('v')
+        .to_owned();
+    assert_eq!(
+        stage(&["stage", "engines", "1.0.0"]),
+        (1, format!("error: tend-fixture-engines@1.0.0: needs node >=99; this host has {node}"))
+    );
+    assert_eq!(
+        stage(&["stage", "install-script", "1.0.0"]),
+        (1, "error: tend-fixture-install-script@1.0.0: has install scripts (postinstall); set allow_install_scripts for this server to stage it".to_owned())
+    );
+    assert_eq!(
+        stage(&["stage", "basic", "9.9.9"]),
+        (1, format!("error: tend-fixture-basic@9.9.9: no such version (registry {})", registry.url()))
+    );
+    registry.edit_packument("tend-fixture-basic", |p| {
+        p["versions"]["1.0.0"]["dist"]["integrity"] = serde_json::json!(
+            "sha512-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="
+        );
+    });
+    let (code, line) = stage(&["stage", "basic", "1.0.0"]);
+    assert_eq!(code, 1);
+    assert!(
+        line.starts_with(
+            "error: tend-fixture-basic@1.0.0: the tarball does not match its integrity: expected sha512-AAAA"
+        ),
+        "{line}"
+    );
+    let root = dir.join("root");
+    no_partials(&root);
+    assert!(!root.join("servers").exists(), "no release was installed");
+    assert!(!Path::new("/tmp/should-not-exist").exists(), "no install script ran");
+    // Without the scope: exit 4, and nothing is staged.
+    std::fs::write(
+        dir.join("tend.toml"),
+        format!("root = \"{}/root\"\nregistry = \"{}\"\n{}", dir.display(), registry.url(), token_line("\"prune\"")),
+    )
+    .unwrap();
+    assert_eq!(
+        stage(&["stage", "basic", "1.1.0"]),
+        (4, "error: stage() needs a token with the `stage` scope; token `cron` does not have it".to_owned())
+    );
+    assert!(!root.join("servers").exists());
 }

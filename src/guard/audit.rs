@@ -72,38 +72,24 @@ impl AuditWriter {
         .map_err(|e| Error::io("open", &path, e))?;
         let mut file = std::fs::File::from(fd);
         let (seq, prev) = read_head(&layout.audit_head())?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("read", &path, e))?
-            .len();
+        let len = file.metadata().map_err(|e| Error::io("read", &path, e))?.len();
         if len > 0 {
             let mut last = [0u8; 1];
             file.seek(SeekFrom::Start(len - 1))
                 .and_then(|_| file.read_exact(&mut last))
                 .map_err(|e| Error::io("read", &path, e))?;
             if last[0] != b'\n' {
-                file.write_all(b"\n")
-                    .map_err(|e| Error::io("write", &path, e))?;
+                file.write_all(b"\n").map_err(|e| Error::io("write", &path, e))?;
             }
         }
-        Ok(AuditWriter {
-            file,
-            head,
-            seq,
-            prev,
-        })
+        Ok(AuditWriter { file, head, seq, prev })
     }
 
     /// Appends one record and makes it durable before returning.
     pub fn append(&mut self, entry: &AuditEntry) -> Result<()> {
         let seq = self.seq + 1;
-        let body = serde_json::to_string(&Body {
-            seq,
-            time: crate::clock::now_rfc3339(),
-            entry,
-            prev: &self.prev,
-        })
-        .map_err(|e| Error::failed(format!("cannot encode audit record: {e}")))?;
+        let body = serde_json::to_string(&Body { seq, time: crate::clock::now_rfc3339(), entry, prev: &self.prev })
+            .map_err(|e| Error::failed(format!("cannot encode audit record: {e}")))?;
         let hash = hex::encode(Sha256::digest(body.as_bytes()));
         let mut line = body;
         line.pop();
@@ -125,12 +111,8 @@ impl AuditWriter {
 fn read_head(path: &std::path::Path) -> Result<(u64, String)> {
     match std::fs::read_to_string(path) {
         Ok(text) if text.is_empty() => Ok((0, GENESIS.to_owned())),
-        Ok(text) => parse_head(&text).ok_or_else(|| {
-            Error::failed(format!(
-                "{} is damaged; run `tend audit verify`",
-                path.display()
-            ))
-        }),
+        Ok(text) => parse_head(&text)
+            .ok_or_else(|| Error::failed(format!("{} is damaged; run `tend audit verify`", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((0, GENESIS.to_owned())),
         Err(e) => Err(Error::io("read", path, e)),
     }
@@ -163,51 +145,34 @@ pub fn verify(layout: &Layout) -> Result<u64> {
     for (index, raw) in lines.iter().enumerate() {
         let n = index + 1;
         if torn && n == lines.len() {
-            return Err(bad(
-                n,
-                "the record is cut off (the file ends mid-line)".into(),
-            ));
+            return Err(bad(n, "the record is cut off (the file ends mid-line)".into()));
         }
-        let line =
-            std::str::from_utf8(raw).map_err(|_| bad(n, "the record is not UTF-8".into()))?;
+        let line = std::str::from_utf8(raw).map_err(|_| bad(n, "the record is not UTF-8".into()))?;
         if line.len() < HASH_SUFFIX_LEN + 2
             || !line.ends_with("\"}")
             || !line[line.len() - HASH_SUFFIX_LEN..].starts_with(",\"hash\":\"")
         {
-            return Err(bad(
-                n,
-                "the record is not a tend audit record (no hash at its end)".into(),
-            ));
+            return Err(bad(n, "the record is not a tend audit record (no hash at its end)".into()));
         }
         let split = line.len() - HASH_SUFFIX_LEN;
         let hash = &line[split + 9..line.len() - 2];
         let body = format!("{}}}", &line[..split]);
         if hex::encode(Sha256::digest(body.as_bytes())) != hash {
-            return Err(bad(
-                n,
-                "the record was edited (its hash does not match its content)".into(),
-            ));
+            return Err(bad(n, "the record was edited (its hash does not match its content)".into()));
         }
-        let value: serde_json::Value = serde_json::from_str(&body)
-            .map_err(|e| bad(n, format!("the record is not valid JSON: {e}")))?;
-        let found_seq = value
-            .get("seq")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
+        let value: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| bad(n, format!("the record is not valid JSON: {e}")))?;
+        let found_seq = value.get("seq").and_then(serde_json::Value::as_u64).unwrap_or(0);
         if found_seq != seq + 1 {
             return Err(bad(
                 n,
-                format!(
-                    "expected record {} but found record {found_seq}: records were removed or reordered",
-                    seq + 1
-                ),
+                format!("expected record {} but found record {found_seq}: records were removed or reordered", seq + 1),
             ));
         }
         if value.get("prev").and_then(serde_json::Value::as_str) != Some(prev.as_str()) {
             return Err(bad(
                 n,
-                "the record does not chain to the one before it: records were removed or reordered"
-                    .into(),
+                "the record does not chain to the one before it: records were removed or reordered".into(),
             ));
         }
         seq = found_seq;
@@ -216,10 +181,7 @@ pub fn verify(layout: &Layout) -> Result<u64> {
     }
     let (head_seq, head_hash) = read_head(&layout.audit_head())?;
     // The head may trail by the one record a crash interrupted; never lead.
-    let head_matches = head_seq == 0
-        || hashes
-            .get((head_seq - 1) as usize)
-            .is_some_and(|h| *h == head_hash);
+    let head_matches = head_seq == 0 || hashes.get((head_seq - 1) as usize).is_some_and(|h| *h == head_hash);
     if head_seq > seq || seq - head_seq > 1 || !head_matches {
         return Err(bad(
             lines.len() + 1,
@@ -241,8 +203,5 @@ pub fn tail(layout: &Layout, n: usize) -> Result<Vec<String>> {
         Err(e) => return Err(Error::io("read", &path, e)),
     };
     let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-    Ok(lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| (*l).to_owned())
-        .collect())
+    Ok(lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect())
 }

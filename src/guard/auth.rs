@@ -38,11 +38,7 @@ impl Scope {
         Scope::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                Error::usage(format!(
-                    "unknown scope `{text}`; scopes are stage, deploy, rollback, prune"
-                ))
-            })
+            .ok_or_else(|| Error::usage(format!("unknown scope `{text}`; scopes are stage, deploy, rollback, prune")))
     }
 }
 
@@ -112,16 +108,15 @@ impl Token {
 
     /// Reads a token from a file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        std::fs::read_to_string(path).map(Token::new).map_err(|e| {
-            Error::unauthorized(format!("cannot read token file {}: {e}", path.display()))
-        })
+        std::fs::read_to_string(path)
+            .map(Token::new)
+            .map_err(|e| Error::unauthorized(format!("cannot read token file {}: {e}", path.display())))
     }
 
     /// A fresh random token of 256 bits.
     pub fn generate() -> Result<Self> {
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
         Ok(Token(format!("tend_{}", hex::encode(bytes))))
     }
 
@@ -195,9 +190,7 @@ impl Principal {
             None => format!(
                 "{what} needs a token with the `{scope}` scope; no token was given (use --token-file or TEND_TOKEN)"
             ),
-            Some(name) => format!(
-                "{what} needs a token with the `{scope}` scope; token `{name}` does not have it"
-            ),
+            Some(name) => format!("{what} needs a token with the `{scope}` scope; token `{name}` does not have it"),
         }))
     }
 }
@@ -230,13 +223,8 @@ impl Authorizer {
             }
         }
         match found {
-            Some(entry) => Ok(Principal {
-                name: Some(entry.name.clone()),
-                scopes: entry.scopes.clone(),
-            }),
-            None => Err(Error::unauthorized(
-                "the token does not match any token in [auth]",
-            )),
+            Some(entry) => Ok(Principal { name: Some(entry.name.clone()), scopes: entry.scopes.clone() }),
+            None => Err(Error::unauthorized("the token does not match any token in [auth]")),
         }
     }
 }
@@ -246,21 +234,14 @@ mod tests {
     use super::*;
 
     fn entry(token: &Token, scopes: &[Scope]) -> TokenEntry {
-        TokenEntry {
-            name: "cron".into(),
-            sha256: TokenDigest::of(token),
-            scopes: scopes.iter().copied().collect(),
-        }
+        TokenEntry { name: "cron".into(), sha256: TokenDigest::of(token), scopes: scopes.iter().copied().collect() }
     }
 
     #[test]
     fn digest_matches_sha256sum_of_the_token_string() {
         // printf %s abc | sha256sum
         let d = TokenDigest::of(&Token::new("abc"));
-        assert_eq!(
-            d.to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(d.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -271,10 +252,7 @@ mod tests {
         assert_eq!(who.name(), Some("cron"));
         assert!(who.require(Scope::Stage, "stage").is_ok());
         let err = who.require(Scope::Deploy, "swap").unwrap_err();
-        assert_eq!(
-            err.message(),
-            "swap needs a token with the `deploy` scope; token `cron` does not have it"
-        );
+        assert_eq!(err.message(), "swap needs a token with the `deploy` scope; token `cron` does not have it");
         assert_eq!(err.exit_code(), 4);
     }
 

@@ -21,11 +21,7 @@ pub enum Effect {
     /// Create a directory and any missing parents (below the root).
     CreateDir { path: PathBuf },
     /// Replace a file's contents atomically (temp file, fsync, rename, fsync of the folder).
-    WriteFile {
-        path: PathBuf,
-        contents: Vec<u8>,
-        mode: u32,
-    },
+    WriteFile { path: PathBuf, contents: Vec<u8>, mode: u32 },
     /// Rename within the roots.
     Rename { from: PathBuf, to: PathBuf },
     /// Point a symlink at `target`, replacing an existing link atomically.
@@ -36,10 +32,14 @@ pub enum Effect {
     RemoveTree { path: PathBuf },
     /// Pack `sources` (named relative to `base`, links stored as links) into the gzip tar
     /// `path`, written atomically and read back completely before it is renamed into place.
-    Archive {
+    Archive { path: PathBuf, base: PathBuf, sources: Vec<PathBuf> },
+    /// Unpack an npm tarball (already verified) into the empty folder `path` with the
+    /// hardened extractor, then mark its declared bins executable.
+    Extract {
         path: PathBuf,
-        base: PathBuf,
-        sources: Vec<PathBuf>,
+        tarball: std::sync::Arc<Vec<u8>>,
+        bins: Vec<String>,
+        limits: crate::extract::ExtractLimits,
     },
 }
 
@@ -53,9 +53,10 @@ impl Effect {
             | Effect::RemoveFile { path }
             | Effect::RemoveTree { path } => vec![path],
             Effect::Rename { from, to } => vec![from, to],
-            Effect::Archive { path, sources, .. } => std::iter::once(path.as_path())
-                .chain(sources.iter().map(PathBuf::as_path))
-                .collect(),
+            Effect::Extract { path, .. } => vec![path],
+            Effect::Archive { path, sources, .. } => {
+                std::iter::once(path.as_path()).chain(sources.iter().map(PathBuf::as_path)).collect()
+            }
         }
     }
 }
@@ -75,6 +76,9 @@ impl fmt::Display for Effect {
             }
             Effect::RemoveFile { path } => write!(f, "remove {}", path.display()),
             Effect::RemoveTree { path } => write!(f, "remove tree {}", path.display()),
+            Effect::Extract { path, tarball, .. } => {
+                write!(f, "extract a {}-byte tarball into {}", tarball.len(), path.display())
+            }
             Effect::Archive { path, sources, .. } => write!(
                 f,
                 "archive {} item{} into {}",
@@ -157,11 +161,7 @@ pub fn apply(jail: &Jail, plan: &Plan) -> Result<()> {
 fn apply_one(jail: &Jail, effect: &Effect, declared: &[PathBuf]) -> Result<()> {
     match effect {
         Effect::CreateDir { path } => create_dir_all(jail, path),
-        Effect::WriteFile {
-            path,
-            contents,
-            mode,
-        } => {
+        Effect::WriteFile { path, contents, mode } => {
             let (dir, name) = jail.open_parent(path, declared)?;
             write_atomic(&dir, &name, contents, *mode).map_err(|e| Error::io("write", path, e))
         }
@@ -186,32 +186,26 @@ fn apply_one(jail: &Jail, effect: &Effect, declared: &[PathBuf]) -> Result<()> {
         }
         Effect::RemoveFile { path } => {
             let (dir, name) = jail.open_parent(path, declared)?;
-            rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
-                .map_err(|e| Error::io("remove", path, e))
+            rustix::fs::unlinkat(&dir, &name, AtFlags::empty()).map_err(|e| Error::io("remove", path, e))
         }
         Effect::RemoveTree { path } => {
             let (dir, name) = jail.open_parent(path, declared)?;
             remove_tree_at(&dir, &name).map_err(|e| Error::io("remove", path, e))
         }
-        Effect::Archive {
-            path,
-            base,
-            sources,
-        } => {
+        Effect::Extract { path, tarball, bins, limits } => {
+            let dir = jail.open_dir(path)?;
+            crate::extract::extract(tarball.as_slice(), &dir, limits)?;
+            crate::extract::mark_bins(&dir, bins)
+        }
+        Effect::Archive { path, base, sources } => {
             let (dir, name) = jail.open_parent(path, declared)?;
-            write_archive(&dir, &name, base, sources)
-                .map_err(|e| Error::io("archive into", path, e))
+            write_archive(&dir, &name, base, sources).map_err(|e| Error::io("archive into", path, e))
         }
     }
 }
 
 /// Builds the archive in a temp file, reads every entry back, then renames it into place.
-fn write_archive(
-    dir: &OwnedFd,
-    name: &OsStr,
-    base: &Path,
-    sources: &[PathBuf],
-) -> std::io::Result<()> {
+fn write_archive(dir: &OwnedFd, name: &OsStr, base: &Path, sources: &[PathBuf]) -> std::io::Result<()> {
     use std::io::{Seek, SeekFrom};
     let temp = temp_name(name).map_err(|e| std::io::Error::other(e.to_string()))?;
     let result = (|| {
@@ -222,20 +216,13 @@ fn write_archive(
             Mode::from_raw_mode(0o644),
         )?;
         let file = std::fs::File::from(fd);
-        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-            file,
-            flate2::Compression::default(),
-        ));
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
         builder.follow_symlinks(false);
         let mut written = 0usize;
         for source in sources {
-            let inside = source.strip_prefix(base).map_err(|_| {
-                std::io::Error::other(format!(
-                    "{} is not under {}",
-                    source.display(),
-                    base.display()
-                ))
-            })?;
+            let inside = source
+                .strip_prefix(base)
+                .map_err(|_| std::io::Error::other(format!("{} is not under {}", source.display(), base.display())))?;
             let meta = std::fs::symlink_metadata(source)?;
             if meta.is_dir() {
                 builder.append_dir_all(inside, source)?;
@@ -256,9 +243,7 @@ fn write_archive(
             entries += 1;
         }
         if entries < written {
-            return Err(std::io::Error::other(format!(
-                "the archive reads back {entries} entries for {written} items"
-            )));
+            return Err(std::io::Error::other(format!("the archive reads back {entries} entries for {written} items")));
         }
         rustix::fs::renameat(dir, &temp, dir, name)?;
         rustix::fs::fsync(dir)?;
@@ -283,11 +268,7 @@ fn create_dir_all(jail: &Jail, path: &Path) -> Result<()> {
     }
     for dir in missing.into_iter().rev() {
         // A site's first run may need the folders above its root: the admin chose that path.
-        if jail
-            .roots()
-            .iter()
-            .any(|root| root.starts_with(dir) && root != dir)
-        {
+        if jail.roots().iter().any(|root| root.starts_with(dir) && root != dir) {
             match std::fs::create_dir(dir) {
                 Ok(()) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -307,8 +288,7 @@ fn create_dir_all(jail: &Jail, path: &Path) -> Result<()> {
 /// A same-directory temp name no other writer uses.
 fn temp_name(name: &OsStr) -> Result<OsString> {
     let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
     let mut temp = OsString::from(".");
     temp.push(name);
     temp.push(format!(".tend-tmp-{}", hex::encode(bytes)));
@@ -316,12 +296,7 @@ fn temp_name(name: &OsStr) -> Result<OsString> {
 }
 
 /// Temp file in the same directory, write, fsync, rename over, fsync the directory.
-pub(crate) fn write_atomic(
-    dir: &OwnedFd,
-    name: &OsStr,
-    contents: &[u8],
-    mode: u32,
-) -> std::io::Result<()> {
+pub(crate) fn write_atomic(dir: &OwnedFd, name: &OsStr, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let temp = temp_name(name).map_err(|e| std::io::Error::other(e.to_string()))?;
     let result = (|| {
         let fd = rustix::fs::openat(
@@ -366,9 +341,7 @@ pub(crate) fn remove_tree_at(dir: &impl AsFd, name: &OsStr) -> std::io::Result<(
             let entry = entry?;
             let bytes = entry.file_name().to_bytes();
             if bytes != b"." && bytes != b".." {
-                names.push(<OsString as std::os::unix::ffi::OsStringExt>::from_vec(
-                    bytes.to_vec(),
-                ));
+                names.push(<OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes.to_vec()));
             }
         }
         if names.is_empty() {
@@ -399,31 +372,17 @@ mod tests {
     fn applies_dirs_files_links_and_removals() {
         let (_dir, root, jail) = setup();
         let plan = Plan::new()
-            .with(Effect::CreateDir {
-                path: root.join("servers/memory/releases/1.0.0"),
-            })
+            .with(Effect::CreateDir { path: root.join("servers/memory/releases/1.0.0") })
             .with(Effect::WriteFile {
                 path: root.join("servers/memory/releases/1.0.0/release.json"),
                 contents: b"{}".to_vec(),
                 mode: 0o644,
             })
-            .with(Effect::Symlink {
-                path: root.join("servers/memory/current"),
-                target: "releases/1.0.0".into(),
-            });
+            .with(Effect::Symlink { path: root.join("servers/memory/current"), target: "releases/1.0.0".into() });
         check(&jail, &plan).unwrap();
         apply(&jail, &plan).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(root.join("servers/memory/current/release.json")).unwrap(),
-            "{}"
-        );
-        apply(
-            &jail,
-            &Plan::new().with(Effect::RemoveTree {
-                path: root.join("servers"),
-            }),
-        )
-        .unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("servers/memory/current/release.json")).unwrap(), "{}");
+        apply(&jail, &Plan::new().with(Effect::RemoveTree { path: root.join("servers") })).unwrap();
         assert!(!root.join("servers").exists());
         let leftovers: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
@@ -438,13 +397,7 @@ mod tests {
         std::fs::create_dir_all(root.join("releases/1.0.0")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("releases/1.0.0/evil")).unwrap();
         std::os::unix::fs::symlink("/", root.join("releases/slash")).unwrap();
-        apply(
-            &jail,
-            &Plan::new().with(Effect::RemoveTree {
-                path: root.join("releases"),
-            }),
-        )
-        .unwrap();
+        apply(&jail, &Plan::new().with(Effect::RemoveTree { path: root.join("releases") })).unwrap();
         assert!(!root.join("releases").exists());
         assert_eq!(std::fs::read_to_string(outside.join("keep")).unwrap(), "x");
     }
@@ -453,13 +406,8 @@ mod tests {
     fn a_link_pointing_out_is_refused_before_anything_applies() {
         let (_dir, root, jail) = setup();
         let plan = Plan::new()
-            .with(Effect::CreateDir {
-                path: root.join("a"),
-            })
-            .with(Effect::Symlink {
-                path: root.join("a/current"),
-                target: "../../../etc".into(),
-            });
+            .with(Effect::CreateDir { path: root.join("a") })
+            .with(Effect::Symlink { path: root.join("a/current"), target: "../../../etc".into() });
         let err = check(&jail, &plan).unwrap_err();
         assert_eq!(err.exit_code(), 5);
         assert!(!root.exists());

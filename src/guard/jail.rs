@@ -40,10 +40,7 @@ impl Jail {
     /// `roots` are `root` and `paths.allow`; `protected` are the client configs and
     /// `paths.protect`.
     pub fn new(roots: Vec<PathBuf>, protected: Vec<PathBuf>) -> Jail {
-        Jail {
-            roots: roots.iter().map(|r| normalize(r)).collect(),
-            protected,
-        }
+        Jail { roots: roots.iter().map(|r| normalize(r)).collect(), protected }
     }
 
     pub fn roots(&self) -> &[PathBuf] {
@@ -82,28 +79,16 @@ impl Jail {
     pub fn open_dir(&self, dir: &Path) -> Result<OwnedFd> {
         match self.locate(dir, &[])? {
             Location::Root(root) => self.walk(&root, dir),
-            Location::Protected => Err(Error::policy(format!(
-                "refused: {} is a protected file",
-                dir.display()
-            ))),
+            Location::Protected => Err(Error::policy(format!("refused: {} is a protected file", dir.display()))),
         }
     }
 
     fn locate(&self, path: &Path, declared: &[PathBuf]) -> Result<Location> {
         if !path.is_absolute() {
-            return Err(Error::policy(format!(
-                "refused: {} is not an absolute path",
-                path.display()
-            )));
+            return Err(Error::policy(format!("refused: {} is not an absolute path", path.display())));
         }
-        if path
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        {
-            return Err(Error::policy(format!(
-                "refused: {} contains `..` or `.`",
-                path.display()
-            )));
+        if path.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
+            return Err(Error::policy(format!("refused: {} contains `..` or `.`", path.display())));
         }
         if self.is_protected(path) {
             if declared.iter().any(|d| d == path) {
@@ -123,19 +108,12 @@ impl Jail {
                 Error::policy(format!(
                     "refused: {} is outside the allowed roots ({})",
                     path.display(),
-                    self.roots
-                        .iter()
-                        .map(|r| r.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    self.roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
                 ))
             })?;
         // The walk to the parent happens again at apply time on handles; checking here too
         // makes a plan fail before its first effect rather than half way through.
-        if let Some(parent) = path
-            .parent()
-            .filter(|p| p.starts_with(root) && *p != root.as_path())
-        {
+        if let Some(parent) = path.parent().filter(|p| p.starts_with(root) && *p != root.as_path()) {
             match self.walk(root, parent) {
                 Ok(_) => {}
                 Err(e) if e.kind() == crate::ErrorKind::Policy => return Err(e),
@@ -148,20 +126,13 @@ impl Jail {
     /// Opens `dir` beneath `root`, one component at a time, never following a symlink.
     fn walk(&self, root: &Path, dir: &Path) -> Result<OwnedFd> {
         let mut fd = open_dir_plain(root)?;
-        let rest = dir.strip_prefix(root).map_err(|_| {
-            Error::policy(format!(
-                "refused: {} is outside {}",
-                dir.display(),
-                root.display()
-            ))
-        })?;
+        let rest = dir
+            .strip_prefix(root)
+            .map_err(|_| Error::policy(format!("refused: {} is outside {}", dir.display(), root.display())))?;
         let mut here = root.to_path_buf();
         for component in rest.components() {
             let Component::Normal(name) = component else {
-                return Err(Error::policy(format!(
-                    "refused: {} contains `..` or `.`",
-                    dir.display()
-                )));
+                return Err(Error::policy(format!("refused: {} contains `..` or `.`", dir.display())));
             };
             here.push(name);
             fd = match rustix::fs::openat(
@@ -173,16 +144,11 @@ impl Jail {
                 Ok(next) => next,
                 Err(Errno::LOOP | Errno::NOTDIR) => {
                     let is_link =
-                        rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                            .is_ok_and(|st| {
-                                rustix::fs::FileType::from_raw_mode(st.st_mode)
-                                    == rustix::fs::FileType::Symlink
-                            });
+                        rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+                        });
                     return Err(Error::policy(if is_link {
-                        format!(
-                            "refused: {} is a symlink; tend does not follow links inside its roots",
-                            here.display()
-                        )
+                        format!("refused: {} is a symlink; tend does not follow links inside its roots", here.display())
                     } else {
                         format!("refused: {} is not a directory", here.display())
                     }));
@@ -200,12 +166,8 @@ enum Location {
 }
 
 fn open_dir_plain(dir: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io("open", dir, e))
+    rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io("open", dir, e))
 }
 
 #[cfg(test)]
@@ -236,39 +198,18 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
         let j = jail(&root);
         let cases = [
-            (
-                root.join("../etc/passwd"),
-                "contains `..` or `.`".to_owned(),
-            ),
-            (
-                dir.path().join("tend2/x"),
-                "is outside the allowed roots".to_owned(),
-            ),
-            (
-                root.join("link/passwd"),
-                format!("{} is a symlink", root.join("link").display()),
-            ),
-            (
-                root.join("protected.json"),
-                "is a protected file".to_owned(),
-            ),
-            (
-                PathBuf::from("relative/x"),
-                "is not an absolute path".to_owned(),
-            ),
+            (root.join("../etc/passwd"), "contains `..` or `.`".to_owned()),
+            (dir.path().join("tend2/x"), "is outside the allowed roots".to_owned()),
+            (root.join("link/passwd"), format!("{} is a symlink", root.join("link").display())),
+            (root.join("protected.json"), "is a protected file".to_owned()),
+            (PathBuf::from("relative/x"), "is not an absolute path".to_owned()),
         ];
         for (path, want) in cases {
             let err = j.check(&path, &[]).unwrap_err();
             assert_eq!(err.exit_code(), 5, "{}", path.display());
-            assert!(
-                err.message().contains(&want),
-                "{}: {}",
-                path.display(),
-                err.message()
-            );
+            assert!(err.message().contains(&want), "{}: {}", path.display(), err.message());
         }
-        j.check(&root.join("protected.json"), &[root.join("protected.json")])
-            .unwrap();
+        j.check(&root.join("protected.json"), &[root.join("protected.json")]).unwrap();
     }
 
     #[test]

@@ -36,11 +36,7 @@ impl RunLock {
                 let mut who = String::new();
                 let _ = file.read_to_string(&mut who);
                 let who = who.trim();
-                let who = if who.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({who})")
-                };
+                let who = if who.is_empty() { String::new() } else { format!(" ({who})") };
                 return Err(Error::new(
                     ErrorKind::Locked,
                     format!("another run holds the site lock {}{who}", path.display()),

@@ -24,14 +24,8 @@ pub struct Guard {
 
 impl Guard {
     pub fn new(site: &Site, dry_run: bool) -> Guard {
-        let roots = std::iter::once(site.root.clone())
-            .chain(site.allow.iter().cloned())
-            .collect();
-        Guard {
-            jail: Jail::new(roots, site.protected_files()),
-            layout: Layout::new(&site.root),
-            dry_run,
-        }
+        let roots = std::iter::once(site.root.clone()).chain(site.allow.iter().cloned()).collect();
+        Guard { jail: Jail::new(roots, site.protected_files()), layout: Layout::new(&site.root), dry_run }
     }
 
     pub fn jail(&self) -> &Jail {
@@ -70,17 +64,11 @@ impl Guard {
     /// Creates the folders every run needs: state (lock), audit and reports.
     pub fn prepare_root(&self) -> Result<()> {
         let l = &self.layout;
-        if [l.state(), l.audit(), l.reports()]
-            .iter()
-            .all(|d| d.is_dir())
-        {
+        if [l.state(), l.audit(), l.reports()].iter().all(|d| d.is_dir()) {
             return Ok(());
         }
         self.record(&Plan {
-            effects: [l.state(), l.audit(), l.reports()]
-                .into_iter()
-                .map(|path| Effect::CreateDir { path })
-                .collect(),
+            effects: [l.state(), l.audit(), l.reports()].into_iter().map(|path| Effect::CreateDir { path }).collect(),
             protected: Vec::new(),
         })
     }

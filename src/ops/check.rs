@@ -67,12 +67,8 @@ pub fn decide(
         .ok_or_else(|| Error::failed("the packument has no `dist-tags.latest`"))?
         .to_owned();
     let times = packument.get("time").and_then(Value::as_object);
-    let allowed = Range::parse(&policy.allowed).map_err(|_| {
-        Error::config(format!(
-            "policy.allowed `{}` is not an npm semver range",
-            policy.allowed
-        ))
-    })?;
+    let allowed = Range::parse(&policy.allowed)
+        .map_err(|_| Error::config(format!("policy.allowed `{}` is not an npm semver range", policy.allowed)))?;
     let current_v = current.and_then(|c| Version::parse(c).ok());
     let cooldown = policy.min_release_age.as_duration();
 
@@ -84,10 +80,7 @@ pub fn decide(
             return Some(format!("{text} is a prerelease; prerelease is false"));
         }
         if !allowed.satisfies_with_prerelease(v, policy.prerelease) {
-            return Some(format!(
-                "{text} is outside the allowed range {}",
-                policy.allowed
-            ));
+            return Some(format!("{text} is outside the allowed range {}", policy.allowed));
         }
         if let Some(cur) = &current_v {
             if v.major() > cur.major() && !policy.allow_major {
@@ -97,30 +90,20 @@ pub fn decide(
         let published = times
             .and_then(|t| t.get(text))
             .and_then(Value::as_str)
-            .and_then(|s| {
-                OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-            });
+            .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
         let Some(published) = published else {
-            return Some(format!(
-                "{text} has no publish time, so its age is unknown; held"
-            ));
+            return Some(format!("{text} has no publish time, so its age is unknown; held"));
         };
         let age = now - published;
         let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
         if age < cooldown {
-            return Some(format!(
-                "{text} is {} old; cooldown is {}",
-                human_age(age),
-                policy.min_release_age
-            ));
+            return Some(format!("{text} is {} old; cooldown is {}", human_age(age), policy.min_release_age));
         }
         None
     };
 
-    let mut parsed: Vec<(Version, &String)> = versions
-        .keys()
-        .filter_map(|k| Version::parse(k).ok().map(|v| (v, k)))
-        .collect();
+    let mut parsed: Vec<(Version, &String)> =
+        versions.keys().filter_map(|k| Version::parse(k).ok().map(|v| (v, k))).collect();
     parsed.sort_by(|a, b| b.0.cmp(&a.0));
     let candidate = parsed
         .iter()
@@ -128,23 +111,18 @@ pub fn decide(
         .find(|(v, text)| hold(text, v).is_none())
         .map(|(_, text)| (*text).clone());
 
-    let reason =
-        if candidate.as_deref() == Some(latest.as_str()) || current == Some(latest.as_str()) {
-            None
-        } else {
-            let why = Version::parse(&latest).ok().and_then(|v| hold(&latest, &v));
-            let why = why.unwrap_or_else(|| {
-                format!(
-                    "{latest} is not newer than {}",
-                    current.unwrap_or("the current version")
-                )
-            });
-            Some(match (&candidate, current) {
-                (Some(c), _) => format!("{why}; offering {c}"),
-                (None, Some(cur)) => format!("{why}; staying on {cur}"),
-                (None, None) => format!("{why}; no version is allowed"),
-            })
-        };
+    let reason = if candidate.as_deref() == Some(latest.as_str()) || current == Some(latest.as_str()) {
+        None
+    } else {
+        let why = Version::parse(&latest).ok().and_then(|v| hold(&latest, &v));
+        let why =
+            why.unwrap_or_else(|| format!("{latest} is not newer than {}", current.unwrap_or("the current version")));
+        Some(match (&candidate, current) {
+            (Some(c), _) => format!("{why}; offering {c}"),
+            (None, Some(cur)) => format!("{why}; staying on {cur}"),
+            (None, None) => format!("{why}; no version is allowed"),
+        })
+    };
     Ok((Some(latest), candidate, reason))
 }
 
@@ -156,10 +134,7 @@ fn human_age(age: Duration) -> String {
 }
 
 fn kind_of(current: Option<&str>, candidate: Option<&str>) -> Option<String> {
-    let (cur, cand) = (
-        Version::parse(current?).ok()?,
-        Version::parse(candidate?).ok()?,
-    );
+    let (cur, cand) = (Version::parse(current?).ok()?, Version::parse(candidate?).ok()?);
     Some(
         if cand.is_prerelease() {
             "prerelease"
@@ -174,112 +149,108 @@ fn kind_of(current: Option<&str>, candidate: Option<&str>) -> Option<String> {
     )
 }
 
-/// Checks the named servers concurrently (every server when `names` is empty).
-pub fn check(call: &mut Call<'_>, names: &[String]) -> Result<Vec<CheckResult>> {
-    let site = call.site;
+/// A fetched packument: its JSON, where it came from, and the registry that served it.
+#[derive(Debug, Clone)]
+pub struct Packument {
+    pub value: Value,
+    /// `registry` (a fresh answer) or `cache` (304 Not Modified).
+    pub source: &'static str,
+    pub registry: String,
+}
+
+/// The npm package of each named server (every server with one when `names` is empty).
+pub fn packages_of(site: &Site, names: &[String]) -> Result<Vec<(String, String)>> {
     let servers = site.servers();
     let wanted: Vec<String> = if names.is_empty() {
-        servers
-            .iter()
-            .filter(|s| s.package.is_some())
-            .map(|s| s.name.clone())
-            .collect()
+        servers.iter().filter(|s| s.package.is_some()).map(|s| s.name.clone()).collect()
     } else {
         names.to_vec()
     };
-    let mut jobs = Vec::new();
-    for name in &wanted {
-        let entry = servers.iter().find(|s| &s.name == name).ok_or_else(|| {
-            Error::failed(format!(
-                "no server named `{name}` in the client configs or tend.toml"
-            ))
-            .for_server(name)
-        })?;
-        let package = entry
-            .package
-            .as_ref()
-            .map(|p| p.name.clone())
-            .ok_or_else(|| {
-                Error::failed(format!("server `{name}` runs no npm package")).for_server(name)
+    wanted
+        .into_iter()
+        .map(|name| {
+            let entry = servers.iter().find(|s| s.name == name).ok_or_else(|| {
+                Error::failed(format!("no server named `{name}` in the client configs or tend.toml")).for_server(&name)
             })?;
-        jobs.push((name.clone(), package));
-    }
+            let package = entry
+                .package
+                .as_ref()
+                .map(|p| p.name.clone())
+                .ok_or_else(|| Error::failed(format!("server `{name}` runs no npm package")).for_server(&name))?;
+            Ok((name, package))
+        })
+        .collect()
+}
+
+/// Fetches packuments concurrently, revalidating the ETag cache under `<root>/state/cache`.
+pub fn fetch(call: &Call<'_>, client: &Client, packages: &[String]) -> Result<Vec<Result<Packument>>> {
     let layout = call.guard.layout().clone();
-    let client = Client::new(RegistryConfig::for_site(site))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
     let fetched: Vec<Result<Fetched>> = runtime.block_on(async {
         let mut set = tokio::task::JoinSet::new();
-        for (i, (_, package)) in jobs.iter().enumerate() {
+        for (i, package) in packages.iter().enumerate() {
             let (client, package) = (client.clone(), package.clone());
             let etag = std::fs::read_to_string(cache_paths(&layout.cache(), &package).1).ok();
             set.spawn(async move { (i, client.packument(&package, etag.as_deref()).await) });
         }
-        let mut out: Vec<Option<Result<Fetched>>> = (0..jobs.len()).map(|_| None).collect();
+        let mut out: Vec<Option<Result<Fetched>>> = (0..packages.len()).map(|_| None).collect();
         while let Some(joined) = set.join_next().await {
             if let Ok((i, result)) = joined {
                 out[i] = Some(result);
             }
         }
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::failed("the check task was lost"))))
-            .collect()
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::failed("a registry request was lost")))).collect()
     });
+    let mut out = Vec::new();
+    for (package, fetched) in packages.iter().zip(fetched) {
+        let registry = client.config().registry_for(package).to_owned();
+        let (json_path, etag_path) = cache_paths(&layout.cache(), package);
+        let body =
+            match fetched {
+                Ok(Fetched::Fresh { body, etag }) => {
+                    let mut plan = Plan::new()
+                        .with(Effect::CreateDir { path: layout.cache() })
+                        .with(Effect::WriteFile { path: json_path, contents: body.clone().into_bytes(), mode: 0o644 });
+                    if let Some(etag) = etag {
+                        plan.push(Effect::WriteFile { path: etag_path, contents: etag.into_bytes(), mode: 0o644 });
+                    }
+                    call.guard.record(&plan)?;
+                    Ok((body, "registry"))
+                }
+                Ok(Fetched::NotModified) => std::fs::read_to_string(&json_path)
+                    .map(|b| (b, "cache"))
+                    .map_err(|e| Error::io("read", &json_path, e)),
+                Err(e) => Err(e),
+            };
+        out.push(body.and_then(|(body, source)| {
+            let value: Value = serde_json::from_str(&body).map_err(|e| {
+                Error::failed(format!("{package}: the registry sent invalid JSON: {e} (registry {registry})"))
+            })?;
+            Ok(Packument { value, source, registry: registry.clone() })
+        }));
+    }
+    Ok(out)
+}
+
+/// Checks the named servers concurrently (every server when `names` is empty).
+pub fn check(call: &mut Call<'_>, names: &[String]) -> Result<Vec<CheckResult>> {
+    let site = call.site;
+    let jobs = packages_of(site, names)?;
+    let client = Client::new(RegistryConfig::for_site(site))?;
+    let packages: Vec<String> = jobs.iter().map(|(_, p)| p.clone()).collect();
+    let fetched = fetch(call, &client, &packages)?;
     let mut results = Vec::new();
     for ((name, package), fetched) in jobs.into_iter().zip(fetched) {
-        let fetched = fetched.map_err(|e| e.for_server(&name))?;
-        let (json_path, etag_path) = cache_paths(&layout.cache(), &package);
-        let (body, source) = match fetched {
-            Fetched::Fresh { body, etag } => {
-                let mut plan = Plan::new()
-                    .with(Effect::CreateDir {
-                        path: layout.cache(),
-                    })
-                    .with(Effect::WriteFile {
-                        path: json_path,
-                        contents: body.clone().into_bytes(),
-                        mode: 0o644,
-                    });
-                if let Some(etag) = etag {
-                    plan.push(Effect::WriteFile {
-                        path: etag_path,
-                        contents: etag.into_bytes(),
-                        mode: 0o644,
-                    });
-                }
-                call.guard.record(&plan)?;
-                (body, "registry")
-            }
-            Fetched::NotModified => (
-                std::fs::read_to_string(&json_path)
-                    .map_err(|e| Error::io("read", &json_path, e))?,
-                "cache",
-            ),
-        };
-        let registry = client.config().registry_for(&package).to_owned();
-        let packument: Value = serde_json::from_str(&body).map_err(|e| {
-            Error::failed(format!(
-                "{package}: the registry sent invalid JSON: {e} (registry {registry})"
-            ))
-            .for_server(&name)
-        })?;
+        let Packument { value, source, registry } = fetched.map_err(|e| e.for_server(&name))?;
         let current = current_version(site, &name);
         let policy = site.server(&name).policy;
-        let (latest, candidate, reason) = decide(&packument, current.as_deref(), &policy, call.now)
-            .map_err(|e| {
-                let kind = if e.kind() == ErrorKind::Config {
-                    ErrorKind::Config
-                } else {
-                    ErrorKind::Failed
-                };
-                Error::new(
-                    kind,
-                    format!("{package}: {} (registry {registry})", e.message()),
-                )
-                .for_server(&name)
-            })?;
+        let (latest, candidate, reason) = decide(&value, current.as_deref(), &policy, call.now).map_err(|e| {
+            let kind = if e.kind() == ErrorKind::Config { ErrorKind::Config } else { ErrorKind::Failed };
+            Error::new(kind, format!("{package}: {} (registry {registry})", e.message())).for_server(&name)
+        })?;
         results.push(CheckResult {
             kind: kind_of(current.as_deref(), candidate.as_deref()),
             update_available: candidate.is_some(),
@@ -314,145 +285,65 @@ mod tests {
     }
 
     fn now() -> OffsetDateTime {
-        OffsetDateTime::parse(
-            "2026-11-24T12:00:00Z",
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap()
+        OffsetDateTime::parse("2026-11-24T12:00:00Z", &time::format_description::well_known::Rfc3339).unwrap()
     }
 
     const OLD: Option<&str> = Some("2026-10-01T00:00:00Z");
 
     #[test]
     fn cooldown_holds_a_young_version_and_falls_back() {
-        let p = packument(
-            &[
-                ("2.0.3", OLD),
-                ("2.0.4", OLD),
-                ("2.1.0", Some("2026-11-23T16:00:00Z")),
-            ],
-            "2.1.0",
-        );
-        let (latest, candidate, reason) =
-            decide(&p, Some("2.0.3"), &Policy::default(), now()).unwrap();
-        assert_eq!(
-            (latest.as_deref(), candidate.as_deref()),
-            (Some("2.1.0"), Some("2.0.4"))
-        );
-        assert_eq!(
-            reason.as_deref(),
-            Some("2.1.0 is 20h old; cooldown is 3d; offering 2.0.4")
-        );
-        assert_eq!(
-            kind_of(Some("2.0.3"), Some("2.0.4")).as_deref(),
-            Some("patch")
-        );
+        let p = packument(&[("2.0.3", OLD), ("2.0.4", OLD), ("2.1.0", Some("2026-11-23T16:00:00Z"))], "2.1.0");
+        let (latest, candidate, reason) = decide(&p, Some("2.0.3"), &Policy::default(), now()).unwrap();
+        assert_eq!((latest.as_deref(), candidate.as_deref()), (Some("2.1.0"), Some("2.0.4")));
+        assert_eq!(reason.as_deref(), Some("2.1.0 is 20h old; cooldown is 3d; offering 2.0.4"));
+        assert_eq!(kind_of(Some("2.0.3"), Some("2.0.4")).as_deref(), Some("patch"));
     }
 
     #[test]
     fn majors_prereleases_ranges_ignores_and_missing_times() {
         let p = packument(
-            &[
-                ("1.0.0", OLD),
-                ("1.1.0", OLD),
-                ("1.2.0", None),
-                ("1.3.0-beta.1", OLD),
-                ("2.0.0", OLD),
-            ],
+            &[("1.0.0", OLD), ("1.1.0", OLD), ("1.2.0", None), ("1.3.0-beta.1", OLD), ("2.0.0", OLD)],
             "2.0.0",
         );
         let policy = Policy::default();
         let r = decide(&p, Some("1.0.0"), &policy, now()).unwrap();
         assert_eq!(r.1.as_deref(), Some("1.1.0"));
+        assert_eq!(r.2.as_deref(), Some("2.0.0 is a major update; allow_major is false; offering 1.1.0"));
+        let major = Policy { allow_major: true, ..Policy::default() };
+        assert_eq!(decide(&p, Some("1.0.0"), &major, now()).unwrap().1.as_deref(), Some("2.0.0"));
+        let ignoring = Policy { allow_major: true, ignore: vec!["2.0.0".into()], ..Policy::default() };
         assert_eq!(
-            r.2.as_deref(),
-            Some("2.0.0 is a major update; allow_major is false; offering 1.1.0")
-        );
-        let major = Policy {
-            allow_major: true,
-            ..Policy::default()
-        };
-        assert_eq!(
-            decide(&p, Some("1.0.0"), &major, now())
-                .unwrap()
-                .1
-                .as_deref(),
-            Some("2.0.0")
-        );
-        let ignoring = Policy {
-            allow_major: true,
-            ignore: vec!["2.0.0".into()],
-            ..Policy::default()
-        };
-        assert_eq!(
-            decide(&p, Some("1.0.0"), &ignoring, now())
-                .unwrap()
-                .2
-                .as_deref(),
+            decide(&p, Some("1.0.0"), &ignoring, now()).unwrap().2.as_deref(),
             Some("2.0.0 is in the ignore list; offering 1.1.0")
         );
-        let ranged = Policy {
-            allow_major: true,
-            allowed: "~1.0".into(),
-            ..Policy::default()
-        };
+        let ranged = Policy { allow_major: true, allowed: "~1.0".into(), ..Policy::default() };
         assert_eq!(
-            decide(&p, Some("1.0.0"), &ranged, now())
-                .unwrap()
-                .2
-                .as_deref(),
+            decide(&p, Some("1.0.0"), &ranged, now()).unwrap().2.as_deref(),
             Some("2.0.0 is outside the allowed range ~1.0; staying on 1.0.0")
         );
-        let pre = Policy {
-            prerelease: true,
-            ..Policy::default()
-        };
-        assert_eq!(
-            decide(&p, Some("1.1.0"), &pre, now()).unwrap().1.as_deref(),
-            Some("1.3.0-beta.1")
-        );
+        let pre = Policy { prerelease: true, ..Policy::default() };
+        assert_eq!(decide(&p, Some("1.1.0"), &pre, now()).unwrap().1.as_deref(), Some("1.3.0-beta.1"));
         let p2 = packument(&[("1.0.0", OLD), ("1.2.0", None)], "1.2.0");
         assert_eq!(
-            decide(&p2, Some("1.0.0"), &policy, now())
-                .unwrap()
-                .2
-                .as_deref(),
+            decide(&p2, Some("1.0.0"), &policy, now()).unwrap().2.as_deref(),
             Some("1.2.0 has no publish time, so its age is unknown; held; staying on 1.0.0")
         );
-        assert_eq!(
-            decide(&p2, None, &policy, now()).unwrap().1.as_deref(),
-            Some("1.0.0")
-        );
+        assert_eq!(decide(&p2, None, &policy, now()).unwrap().1.as_deref(), Some("1.0.0"));
     }
 
     #[test]
     fn up_to_date_has_no_reason_and_bad_packuments_are_errors() {
         let p = packument(&[("1.0.0", OLD)], "1.0.0");
+        assert_eq!(decide(&p, Some("1.0.0"), &Policy::default(), now()).unwrap(), (Some("1.0.0".into()), None, None));
         assert_eq!(
-            decide(&p, Some("1.0.0"), &Policy::default(), now()).unwrap(),
-            (Some("1.0.0".into()), None, None)
-        );
-        assert_eq!(
-            decide(
-                &json!({"dist-tags": {"latest": "1"}}),
-                None,
-                &Policy::default(),
-                now()
-            )
-            .unwrap_err()
-            .message(),
+            decide(&json!({"dist-tags": {"latest": "1"}}), None, &Policy::default(), now()).unwrap_err().message(),
             "the packument has no `versions`"
         );
         assert_eq!(
-            decide(&json!({"versions": {}}), None, &Policy::default(), now())
-                .unwrap_err()
-                .message(),
+            decide(&json!({"versions": {}}), None, &Policy::default(), now()).unwrap_err().message(),
             "the packument has no `dist-tags.latest`"
         );
-        let bad = Policy {
-            allowed: "not a range!".into(),
-            ..Policy::default()
-        };
+        let bad = Policy { allowed: "not a range!".into(), ..Policy::default() };
         assert_eq!(decide(&p, None, &bad, now()).unwrap_err().exit_code(), 2);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod prune;
+pub mod stage;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -34,8 +35,7 @@ pub fn servers(site: &Site) -> Vec<ServerInfo> {
             let managed_version = managed_version(&layout, &entry.name);
             ServerInfo {
                 managed: managed_version.is_some(),
-                current: managed_version
-                    .or_else(|| entry.package.as_ref().and_then(|p| p.version.clone())),
+                current: managed_version.or_else(|| entry.package.as_ref().and_then(|p| p.version.clone())),
                 package: entry.package.map(|p| p.name),
                 client: entry.client.map(|c| c.display().to_string()),
                 name: entry.name,
@@ -60,9 +60,7 @@ fn log(level: &str, message: &str) -> Result<()> {
         "debug" => tracing::debug!(target: "playbook", "{message}"),
         "trace" => tracing::trace!(target: "playbook", "{message}"),
         other => {
-            return Err(Error::failed(format!(
-                "unknown log level `{other}`; use error, warn, info, debug or trace"
-            )));
+            return Err(Error::failed(format!("unknown log level `{other}`; use error, warn, info, debug or trace")));
         }
     }
     Ok(())
@@ -113,5 +111,20 @@ pub fn builtins() -> Vec<Primitive> {
             .param("overrides", ParamType::Map)
             .scope(crate::Scope::Prune)
             .body(|call, args| prune::prune(call, args.first()).map(|r| serde_json::to_value(r).unwrap_or_default())),
+        Primitive::new("stage", "#{name, version, path, integrity, digest, reused}", "download, verify, extract and install a version of a server into an immutable release; idempotent")
+            .param("name", ParamType::String)
+            .param("version", ParamType::String)
+            .scope(crate::Scope::Stage)
+            .body(|call, args| {
+                let (name, version) = (arg_str(&args, 0).to_owned(), arg_str(&args, 1).to_owned());
+                stage::stage(call, &name, Some(&version)).map(|s| serde_json::to_value(s).unwrap_or_default())
+            }),
+        Primitive::new("stage", "as stage(name, version)", "stage the check's candidate for a server")
+            .param("name", ParamType::String)
+            .scope(crate::Scope::Stage)
+            .body(|call, args| {
+                let name = arg_str(&args, 0).to_owned();
+                stage::stage(call, &name, None).map(|s| serde_json::to_value(s).unwrap_or_default())
+            }),
     ]
 }

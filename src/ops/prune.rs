@@ -56,10 +56,7 @@ pub struct PruneReport {
 impl PruneReport {
     /// The table `tend prune` prints: one line per item, then the total.
     pub fn table(&self) -> String {
-        let mut out = format!(
-            "{:<9} {:<18} {:>9} {:>10}  {}\n",
-            "CATEGORY", "ACTION", "AGE", "SIZE", "PATH"
-        );
+        let mut out = format!("{:<9} {:<18} {:>9} {:>10}  {}\n", "CATEGORY", "ACTION", "AGE", "SIZE", "PATH");
         for it in &self.items {
             let action = match it.action {
                 Action::Keep => "keep",
@@ -82,10 +79,7 @@ impl PruneReport {
         out.push_str(&format!(
             "{verb} {} in {} items{}\n",
             human_bytes(self.bytes_freed),
-            self.items
-                .iter()
-                .filter(|i| i.action != Action::Keep)
-                .count(),
+            self.items.iter().filter(|i| i.action != Action::Keep).count(),
             if self.dry_run { " (dry run)" } else { "" }
         ));
         out
@@ -100,11 +94,7 @@ fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// The inputs of a plan: the clock and the processes are passed in, so tests control them.
@@ -169,27 +159,12 @@ fn plan_staging(scan: &Scan<'_>, items: &mut Vec<Item>) {
             continue;
         };
         let Some(mtime) = mtime(&entry) else { continue };
-        items.push(aged(
-            scan,
-            &entry,
-            category,
-            None,
-            scan.age_of(mtime),
-            limit,
-            &retention,
-            archive,
-        ));
+        items.push(aged(scan, &entry, category, None, scan.age_of(mtime), limit, &retention, archive));
     }
 }
 
 /// Files of one category whose age is their mtime (logs, cache, reports).
-fn plan_aged_files(
-    scan: &Scan<'_>,
-    dir: &Path,
-    category: &str,
-    ours: fn(&str) -> bool,
-    items: &mut Vec<Item>,
-) {
+fn plan_aged_files(scan: &Scan<'_>, dir: &Path, category: &str, ours: fn(&str) -> bool, items: &mut Vec<Item>) {
     let retention = scan.retention(None);
     let (limit, archive) = match category {
         "logs" => (retention.logs_days.0, Category::Logs),
@@ -203,16 +178,7 @@ fn plan_aged_files(
             continue;
         }
         let Some(mtime) = mtime(&entry) else { continue };
-        items.push(aged(
-            scan,
-            &entry,
-            category,
-            None,
-            scan.age_of(mtime),
-            limit,
-            &retention,
-            archive,
-        ));
+        items.push(aged(scan, &entry, category, None, scan.age_of(mtime), limit, &retention, archive));
     }
 }
 
@@ -231,24 +197,13 @@ fn aged(
     let _ = scan;
     let limit = days(limit_days);
     let (action, reason) = if age > limit {
-        let action = if retention.archive_before_delete.contains(&archive) {
-            Action::ArchiveAndRemove
-        } else {
-            Action::Remove
-        };
+        let action =
+            if retention.archive_before_delete.contains(&archive) { Action::ArchiveAndRemove } else { Action::Remove };
         (action, format!("older than {limit_days}d"))
     } else {
         (Action::Keep, format!("within {limit_days}d"))
     };
-    item(
-        path,
-        category,
-        server,
-        age,
-        action,
-        reason,
-        (action == Action::ArchiveAndRemove).then_some(archive),
-    )
+    item(path, category, server, age, action, reason, (action == Action::ArchiveAndRemove).then_some(archive))
 }
 
 fn plan_servers(scan: &Scan<'_>, items: &mut Vec<Item>) {
@@ -260,10 +215,7 @@ fn plan_servers(scan: &Scan<'_>, items: &mut Vec<Item>) {
             continue;
         }
         for entry in read_dir_sorted(&server_dir) {
-            if !matches!(
-                file_name(&entry).as_str(),
-                "releases" | "current" | "previous"
-            ) {
+            if !matches!(file_name(&entry).as_str(), "releases" | "current" | "previous") {
                 items.push(unknown(scan, &entry, "not a name tend creates"));
             }
         }
@@ -294,47 +246,21 @@ fn plan_servers(scan: &Scan<'_>, items: &mut Vec<Item>) {
             } else if !pids.is_empty() {
                 (
                     Action::Keep,
-                    format!(
-                        "in use by pid {}",
-                        pids.iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    format!("in use by pid {}", pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")),
                 )
             } else if kept < retention.keep_releases.0 {
                 kept += 1;
-                (
-                    Action::Keep,
-                    format!(
-                        "one of the newest {} besides current and previous",
-                        retention.keep_releases.0
-                    ),
-                )
+                (Action::Keep, format!("one of the newest {} besides current and previous", retention.keep_releases.0))
             } else {
-                let action = if retention
-                    .archive_before_delete
-                    .contains(&Category::Releases)
-                {
+                let action = if retention.archive_before_delete.contains(&Category::Releases) {
                     Action::ArchiveAndRemove
                 } else {
                     Action::Remove
                 };
-                (
-                    action,
-                    format!("beyond keep_releases = {}", retention.keep_releases.0),
-                )
+                (action, format!("beyond keep_releases = {}", retention.keep_releases.0))
             };
             let archive = (action == Action::ArchiveAndRemove).then_some(Category::Releases);
-            items.push(item(
-                &path,
-                "releases",
-                Some(&server),
-                age,
-                action,
-                reason,
-                archive,
-            ));
+            items.push(item(&path, "releases", Some(&server), age, action, reason, archive));
         }
     }
 }
@@ -347,14 +273,10 @@ fn plan_backups(scan: &Scan<'_>, items: &mut Vec<Item>) {
     for entry in read_dir_sorted(&l.backups()) {
         let is_file = std::fs::symlink_metadata(&entry).is_ok_and(|m| m.is_file());
         match parse_backup_name(&file_name(&entry), &names).filter(|_| is_file) {
-            Some((server, _version, stamp)) => {
-                per_server.entry(server).or_default().push((stamp, entry))
+            Some((server, _version, stamp)) => per_server.entry(server).or_default().push((stamp, entry)),
+            None => {
+                items.push(unknown(scan, &entry, "not a backup name tend creates (<server>-<version>-<stamp>.tar.gz)"))
             }
-            None => items.push(unknown(
-                scan,
-                &entry,
-                "not a backup name tend creates (<server>-<version>-<stamp>.tar.gz)",
-            )),
         }
     }
     for (server, mut backups) in per_server {
@@ -391,47 +313,32 @@ fn plan_backups(scan: &Scan<'_>, items: &mut Vec<Item>) {
 
 /// `<server>-<version>-<YYYYMMDDTHHMMSSZ>.tar.gz`, where the server is one the site knows
 /// (names and versions may both hold dashes) and the version is semver.
-pub fn parse_backup_name(
-    name: &str,
-    servers: &[String],
-) -> Option<(String, String, OffsetDateTime)> {
+pub fn parse_backup_name(name: &str, servers: &[String]) -> Option<(String, String, OffsetDateTime)> {
     let stem = name.strip_suffix(".tar.gz")?;
     let (rest, stamp) = stem.rsplit_once('-')?;
     let stamp = parse_stamp(stamp)?;
     let mut candidates: Vec<&String> = servers
         .iter()
-        .filter(|s| {
-            rest.len() > s.len() + 1
-                && rest.starts_with(s.as_str())
-                && rest.as_bytes()[s.len()] == b'-'
-        })
+        .filter(|s| rest.len() > s.len() + 1 && rest.starts_with(s.as_str()) && rest.as_bytes()[s.len()] == b'-')
         .collect();
     candidates.sort_by_key(|s| std::cmp::Reverse(s.len()));
     candidates.into_iter().find_map(|server| {
         let version = &rest[server.len() + 1..];
-        semver::Version::parse(version)
-            .ok()
-            .map(|_| (server.clone(), version.to_owned(), stamp))
+        semver::Version::parse(version).ok().map(|_| (server.clone(), version.to_owned(), stamp))
     })
 }
 
 /// `20261124T193012Z`, as [`crate::clock::stamp`] writes it.
 pub fn parse_stamp(text: &str) -> Option<OffsetDateTime> {
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(text, format)
-        .ok()
-        .map(|t| t.assume_utc())
+    time::PrimitiveDateTime::parse(text, format).ok().map(|t| t.assume_utc())
 }
 
 /// Run reports are `<YYYYMMDDTHHMMSSZ>-<6 hex>.json`.
 fn is_report_name(name: &str) -> bool {
-    name.strip_suffix(".json")
-        .and_then(|stem| stem.split_once('-'))
-        .is_some_and(|(stamp, id)| {
-            parse_stamp(stamp).is_some()
-                && id.len() == 6
-                && id.bytes().all(|b| b.is_ascii_hexdigit())
-        })
+    name.strip_suffix(".json").and_then(|stem| stem.split_once('-')).is_some_and(|(stamp, id)| {
+        parse_stamp(stamp).is_some() && id.len() == 6 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// The `installed_at` of a release directory whose `release.json` names the same version.
@@ -444,11 +351,7 @@ fn release_installed_at(dir: &Path, version: &str) -> Option<OffsetDateTime> {
     if manifest.get("version")?.as_str()? != version {
         return None;
     }
-    OffsetDateTime::parse(
-        manifest.get("installed_at")?.as_str()?,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .ok()
+    OffsetDateTime::parse(manifest.get("installed_at")?.as_str()?, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// `releases/<version>` -> `<version>` for the `current` / `previous` links.
@@ -459,15 +362,7 @@ fn link_target_name(link: &Path) -> Option<String> {
 
 fn unknown(scan: &Scan<'_>, path: &Path, reason: &str) -> Item {
     let age = mtime(path).map(|t| scan.age_of(t)).unwrap_or_default();
-    item(
-        path,
-        "unknown",
-        None,
-        age,
-        Action::Keep,
-        reason.to_owned(),
-        None,
-    )
+    item(path, "unknown", None, age, Action::Keep, reason.to_owned(), None)
 }
 
 fn item(
@@ -493,23 +388,18 @@ fn item(
 }
 
 fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut out: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     out.sort();
     out
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
+    std::fs::symlink_metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Apparent size of a file, link or whole tree, never following links. Entries that vanish
@@ -547,65 +437,41 @@ pub fn execute(call: &mut Call<'_>, mut items: Vec<Item>) -> Result<PruneReport>
     let mut errors = Vec::new();
     let mut archived_ok: BTreeMap<Category, bool> = BTreeMap::new();
     let mut by_category: BTreeMap<Category, Vec<PathBuf>> = BTreeMap::new();
-    for it in items
-        .iter()
-        .filter(|i| i.action == Action::ArchiveAndRemove)
-    {
+    for it in items.iter().filter(|i| i.action == Action::ArchiveAndRemove) {
         if let Some(category) = it.archive {
-            by_category
-                .entry(category)
-                .or_default()
-                .push(it.path.clone());
+            by_category.entry(category).or_default().push(it.path.clone());
         }
     }
     for (category, sources) in by_category {
-        let name = serde_json::to_value(category)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let plan = Plan::new()
-            .with(Effect::CreateDir {
-                path: layout.archive(),
-            })
-            .with(Effect::Archive {
-                path: layout.archive().join(format!("{name}-{stamp}.tar.gz")),
-                base: layout.root().to_path_buf(),
-                sources,
-            });
+        let name = serde_json::to_value(category).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let plan = Plan::new().with(Effect::CreateDir { path: layout.archive() }).with(Effect::Archive {
+            path: layout.archive().join(format!("{name}-{stamp}.tar.gz")),
+            base: layout.root().to_path_buf(),
+            sources,
+        });
         match call.execute(&plan) {
             Ok(()) => {
                 archived_ok.insert(category, true);
             }
             Err(e) if e.kind() == ErrorKind::Policy => return Err(e),
             Err(e) => {
-                errors.push(format!(
-                    "{}: not removed, archiving failed: {}",
-                    name,
-                    e.message()
-                ));
+                errors.push(format!("{}: not removed, archiving failed: {}", name, e.message()));
                 archived_ok.insert(category, false);
             }
         }
     }
     let mut bytes_freed = 0;
     for it in items.iter_mut().filter(|i| i.action != Action::Keep) {
-        if it
-            .archive
-            .is_some_and(|c| archived_ok.get(&c) != Some(&true))
-        {
+        if it.archive.is_some_and(|c| archived_ok.get(&c) != Some(&true)) {
             it.action = Action::Keep;
             it.reason = "kept: its archive could not be written".into();
             continue;
         }
         let is_dir = std::fs::symlink_metadata(&it.path).is_ok_and(|m| m.is_dir());
         let effect = if is_dir {
-            Effect::RemoveTree {
-                path: it.path.clone(),
-            }
+            Effect::RemoveTree { path: it.path.clone() }
         } else {
-            Effect::RemoveFile {
-                path: it.path.clone(),
-            }
+            Effect::RemoveFile { path: it.path.clone() }
         };
         match call.execute(&Plan::new().with(effect)) {
             Ok(()) => bytes_freed += it.bytes,
@@ -616,30 +482,21 @@ pub fn execute(call: &mut Call<'_>, mut items: Vec<Item>) -> Result<PruneReport>
             Err(e) => errors.push(e.message().to_owned()),
         }
     }
-    Ok(PruneReport {
-        dry_run: call.dry_run(),
-        items,
-        bytes_freed,
-        errors,
-    })
+    Ok(PruneReport { dry_run: call.dry_run(), items, bytes_freed, errors })
 }
 
 /// The `prune` primitive's body: plan from the site (with per-call overrides), then execute.
 pub fn prune(call: &mut Call<'_>, overrides: Option<&serde_json::Value>) -> Result<PruneReport> {
     let overrides: RetentionLayer = match overrides {
-        Some(v) if !v.is_null() => serde_json::from_value(v.clone())
-            .map_err(|e| Error::failed(format!("prune: bad override: {e}")))?,
+        Some(v) if !v.is_null() => {
+            serde_json::from_value(v.clone()).map_err(|e| Error::failed(format!("prune: bad override: {e}")))?
+        }
         _ => RetentionLayer::default(),
     };
     let in_use = crate::proc::paths_in_use();
     let layout = call.guard.layout().clone();
-    let scan = Scan {
-        site: call.site,
-        layout: &layout,
-        now: SystemTime::now(),
-        in_use: &in_use,
-        overrides: &overrides,
-    };
+    let scan =
+        Scan { site: call.site, layout: &layout, now: SystemTime::now(), in_use: &in_use, overrides: &overrides };
     let items = plan(&scan);
     let report = execute(call, items)?;
     if !report.dry_run {
@@ -677,24 +534,20 @@ fn record_metrics(call: &Call<'_>, report: &PruneReport) -> Result<()> {
     if !text.is_empty() {
         text.push('\n');
     }
-    text.push_str("# HELP tend_cleanup_bytes_freed_total Bytes prune has freed.\n# TYPE tend_cleanup_bytes_freed_total counter\n");
+    text.push_str(
+        "# HELP tend_cleanup_bytes_freed_total Bytes prune has freed.\n# TYPE tend_cleanup_bytes_freed_total counter\n",
+    );
     text.push_str(&format!("tend_cleanup_bytes_freed_total {freed}\n"));
     text.push_str("# HELP tend_cleanup_items_total Items prune has removed, by category.\n# TYPE tend_cleanup_items_total counter\n");
     for (category, n) in per_category {
-        text.push_str(&format!(
-            "tend_cleanup_items_total{{category=\"{category}\"}} {n}\n"
-        ));
+        text.push_str(&format!("tend_cleanup_items_total{{category=\"{category}\"}} {n}\n"));
     }
     call.guard.record(
-        &Plan::new()
-            .with(Effect::CreateDir {
-                path: call.guard.layout().metrics(),
-            })
-            .with(Effect::WriteFile {
-                path,
-                contents: text.into_bytes(),
-                mode: 0o644,
-            }),
+        &Plan::new().with(Effect::CreateDir { path: call.guard.layout().metrics() }).with(Effect::WriteFile {
+            path,
+            contents: text.into_bytes(),
+            mode: 0o644,
+        }),
     )
 }
 
@@ -704,22 +557,11 @@ mod tests {
 
     #[test]
     fn backup_names_parse_with_dashes_in_server_and_version() {
-        let servers = vec![
-            "sequential-thinking".to_owned(),
-            "sequential".to_owned(),
-            "memory".to_owned(),
-        ];
-        let (s, v, _) = parse_backup_name(
-            "sequential-thinking-1.0.0-beta.1-20261124T193012Z.tar.gz",
-            &servers,
-        )
-        .unwrap();
-        assert_eq!(
-            (s.as_str(), v.as_str()),
-            ("sequential-thinking", "1.0.0-beta.1")
-        );
+        let servers = vec!["sequential-thinking".to_owned(), "sequential".to_owned(), "memory".to_owned()];
         let (s, v, _) =
-            parse_backup_name("memory-2025.4.25-20261124T193012Z.tar.gz", &servers).unwrap();
+            parse_backup_name("sequential-thinking-1.0.0-beta.1-20261124T193012Z.tar.gz", &servers).unwrap();
+        assert_eq!((s.as_str(), v.as_str()), ("sequential-thinking", "1.0.0-beta.1"));
+        let (s, v, _) = parse_backup_name("memory-2025.4.25-20261124T193012Z.tar.gz", &servers).unwrap();
         assert_eq!((s.as_str(), v.as_str()), ("memory", "2025.4.25"));
         for bad in [
             "memory-20261124T193012Z.tar.gz",

@@ -30,21 +30,14 @@ impl std::fmt::Debug for RegistryConfig {
 }
 
 fn with_slash(url: &str) -> String {
-    if url.ends_with('/') {
-        url.to_owned()
-    } else {
-        format!("{url}/")
-    }
+    if url.ends_with('/') { url.to_owned() } else { format!("{url}/") }
 }
 
 impl RegistryConfig {
     /// The site's `registry` wins; `.npmrc` files (the site's folder, then the user's) give
     /// scopes and tokens, and the registry when the site names none.
     pub fn for_site(site: &Site) -> RegistryConfig {
-        let mut config = RegistryConfig {
-            default: "https://registry.npmjs.org/".into(),
-            ..RegistryConfig::default()
-        };
+        let mut config = RegistryConfig { default: "https://registry.npmjs.org/".into(), ..RegistryConfig::default() };
         let mut files: Vec<PathBuf> = vec![site.dir.join(".npmrc")];
         if let Some(home) = dirs::home_dir() {
             files.push(home.join(".npmrc"));
@@ -62,24 +55,16 @@ impl RegistryConfig {
     }
 
     fn read_npmrc(&mut self, text: &str, default: &mut Option<String>) {
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.starts_with('#') && !l.starts_with(';'))
-        {
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.starts_with(';')) {
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };
             let (key, value) = (key.trim(), value.trim().trim_matches('"'));
             if key == "registry" {
                 *default = Some(value.to_owned());
-            } else if let Some(scope) = key.strip_suffix(":registry").filter(|s| s.starts_with('@'))
-            {
+            } else if let Some(scope) = key.strip_suffix(":registry").filter(|s| s.starts_with('@')) {
                 self.scopes.insert(scope.to_owned(), with_slash(value));
-            } else if let Some(prefix) = key
-                .strip_suffix(":_authToken")
-                .filter(|k| k.starts_with("//"))
-            {
+            } else if let Some(prefix) = key.strip_suffix(":_authToken").filter(|k| k.starts_with("//")) {
                 self.tokens.retain(|(p, _)| p != prefix);
                 self.tokens.push((with_slash(prefix), value.to_owned()));
             }
@@ -132,11 +117,7 @@ impl Client {
             .user_agent(concat!("tend/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Client {
-            http,
-            config,
-            retries: 3,
-        })
+        Ok(Client { http, config, retries: 3 })
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -164,15 +145,9 @@ impl Client {
                     let status = response.status().as_u16();
                     match status {
                         200 => {
-                            let etag = response
-                                .headers()
-                                .get("etag")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
-                            let body = response
-                                .text()
-                                .await
-                                .map_err(|e| failed(format!("the answer broke off: {e}")))?;
+                            let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                            let body =
+                                response.text().await.map_err(|e| failed(format!("the answer broke off: {e}")))?;
                             return Ok(Fetched::Fresh { body, etag });
                         }
                         304 => return Ok(Fetched::NotModified),
@@ -186,20 +161,58 @@ impl Client {
                         _ => return Err(failed(format!("HTTP {status}"))),
                     }
                 }
-                Err(e)
-                    if attempt <= self.retries
-                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
-                {
+                Err(e) if attempt <= self.retries && (e.is_connect() || e.is_timeout() || e.is_request()) => {
                     e.to_string()
                 }
                 Err(e) => {
-                    return Err(failed(format!(
-                        "cannot reach the registry: {}",
-                        root_cause(&e)
-                    )));
+                    return Err(failed(format!("cannot reach the registry: {}", root_cause(&e))));
                 }
             };
             tracing::debug!("{package}: {retry_after}; retrying (attempt {attempt})");
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
+        }
+    }
+}
+
+impl Client {
+    /// Downloads a tarball (at most `max` bytes), retrying 5xx and connection errors.
+    pub async fn tarball(&self, package: &str, url: &str, max: u64) -> Result<Vec<u8>> {
+        let failed = |why: String| Error::failed(format!("{package}: tarball {url}: {why}"));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.http.get(url);
+            if let Some(token) = self.config.token_for(url) {
+                request = request.bearer_auth(token);
+            }
+            let why = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    if response.content_length().is_some_and(|n| n > max) {
+                        return Err(failed(format!("larger than {max} bytes")));
+                    }
+                    let mut response = response;
+                    let mut body = Vec::new();
+                    while let Some(chunk) =
+                        response.chunk().await.map_err(|e| failed(format!("the download broke off: {e}")))?
+                    {
+                        body.extend_from_slice(&chunk);
+                        if body.len() as u64 > max {
+                            return Err(failed(format!("larger than {max} bytes")));
+                        }
+                    }
+                    return Ok(body);
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    if status < 500 || attempt > self.retries {
+                        return Err(failed(format!("HTTP {status}")));
+                    }
+                    format!("HTTP {status}")
+                }
+                Err(e) if attempt <= self.retries && (e.is_connect() || e.is_timeout()) => e.to_string(),
+                Err(e) => return Err(failed(format!("cannot download: {}", root_cause(&e)))),
+            };
+            tracing::debug!("{package}: {why}; retrying the download (attempt {attempt})");
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
         }
     }
@@ -216,10 +229,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// The cache file of a packument: `<root>/state/cache/<encoded name>.json`, beside its ETag.
 pub fn cache_paths(cache: &Path, package: &str) -> (PathBuf, PathBuf) {
     let base = encode_name(package);
-    (
-        cache.join(format!("{base}.json")),
-        cache.join(format!("{base}.etag")),
-    )
+    (cache.join(format!("{base}.json")), cache.join(format!("{base}.etag")))
 }
 
 #[cfg(test)]
@@ -228,22 +238,13 @@ mod tests {
 
     #[test]
     fn npmrc_scopes_tokens_and_default() {
-        let mut c = RegistryConfig {
-            default: "https://registry.npmjs.org/".into(),
-            ..RegistryConfig::default()
-        };
+        let mut c = RegistryConfig { default: "https://registry.npmjs.org/".into(), ..RegistryConfig::default() };
         let mut default = None;
         c.read_npmrc("registry=http://127.0.0.1:4873\n@corp:registry=https://npm.corp.example/api/\n//npm.corp.example/api/:_authToken=s3cret\n# comment\n", &mut default);
         assert_eq!(default.as_deref(), Some("http://127.0.0.1:4873"));
-        assert_eq!(
-            c.registry_for("@corp/tool"),
-            "https://npm.corp.example/api/"
-        );
+        assert_eq!(c.registry_for("@corp/tool"), "https://npm.corp.example/api/");
         assert_eq!(c.registry_for("left-pad"), "https://registry.npmjs.org/");
-        assert_eq!(
-            c.token_for("https://npm.corp.example/api/@corp%2ftool"),
-            Some("s3cret")
-        );
+        assert_eq!(c.token_for("https://npm.corp.example/api/@corp%2ftool"), Some("s3cret"));
         assert_eq!(c.token_for("https://registry.npmjs.org/left-pad"), None);
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(encode_name("@scope/name"), "@scope%2fname");

@@ -23,15 +23,8 @@ pub(crate) fn render(message: &str, source: Option<&Source<'_>>, pos: Position) 
     let text = source.text.lines().nth(line - 1).unwrap_or("");
     let width = line.to_string().len();
     let pad = " ".repeat(width);
-    let caret_pad: String = text
-        .chars()
-        .take(col - 1)
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
-        .collect();
-    format!(
-        "{message}\n{pad}--> {}:{line}:{col}\n{pad} |\n{line} | {text}\n{pad} | {caret_pad}^",
-        source.name
-    )
+    let caret_pad: String = text.chars().take(col - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+    format!("{message}\n{pad}--> {}:{line}:{col}\n{pad} |\n{line} | {text}\n{pad} | {caret_pad}^", source.name)
 }
 
 /// Maps a parse error to its kind and words: limits of the sandbox are policy, the rest syntax.
@@ -39,22 +32,15 @@ pub(crate) fn parse_error(err: &ParseErrorType, max_depth: u64) -> (ErrorKind, S
     match err {
         ParseErrorType::ExprTooDeep => (
             ErrorKind::Policy,
-            format!(
-                "sandbox limit: expression nested deeper than {max_depth} levels ([limits] max_expr_depth)"
-            ),
+            format!("sandbox limit: expression nested deeper than {max_depth} levels ([limits] max_expr_depth)"),
         ),
-        ParseErrorType::Reserved(word) if word == "eval" => (
-            ErrorKind::Policy,
-            "sandbox: `eval` is disabled in playbooks".to_owned(),
-        ),
-        ParseErrorType::BadInput(token) if token.to_string().contains("eval") => (
-            ErrorKind::Policy,
-            "sandbox: `eval` is disabled in playbooks".to_owned(),
-        ),
-        other => (
-            ErrorKind::Syntax,
-            format!("syntax error: {}", strip_position(&other.to_string())),
-        ),
+        ParseErrorType::Reserved(word) if word == "eval" => {
+            (ErrorKind::Policy, "sandbox: `eval` is disabled in playbooks".to_owned())
+        }
+        ParseErrorType::BadInput(token) if token.to_string().contains("eval") => {
+            (ErrorKind::Policy, "sandbox: `eval` is disabled in playbooks".to_owned())
+        }
+        other => (ErrorKind::Syntax, format!("syntax error: {}", strip_position(&other.to_string()))),
     }
 }
 
@@ -100,10 +86,7 @@ pub(crate) fn innermost(err: &EvalAltResult) -> (&EvalAltResult, Option<String>,
 }
 
 /// The kind and message of a runtime error (without its location).
-pub(crate) fn runtime_error(
-    err: &EvalAltResult,
-    limits: &crate::site::Limits,
-) -> (ErrorKind, String) {
+pub(crate) fn runtime_error(err: &EvalAltResult, limits: &crate::site::Limits) -> (ErrorKind, String) {
     use EvalAltResult as E;
     match err {
         E::ErrorTooManyOperations(_) => (
@@ -129,27 +112,18 @@ pub(crate) fn runtime_error(
         ),
         E::ErrorTooManyModules(_) => (
             ErrorKind::Policy,
-            format!(
-                "sandbox limit: more than {} modules loaded ([limits] max_modules)",
-                limits.max_modules.0
-            ),
+            format!("sandbox limit: more than {} modules loaded ([limits] max_modules)", limits.max_modules.0),
         ),
         E::ErrorTooManyVariables(_) => (
             ErrorKind::Policy,
-            format!(
-                "sandbox limit: more than {} variables ([limits] max_variables)",
-                limits.max_variables.0
-            ),
+            format!("sandbox limit: more than {} variables ([limits] max_variables)", limits.max_variables.0),
         ),
         E::ErrorTerminated(token, _) if token.to_string() == super::INTERRUPTED => {
             (ErrorKind::Failed, "interrupted".to_owned())
         }
         E::ErrorTerminated(..) => (
             ErrorKind::Policy,
-            format!(
-                "sandbox limit: the playbook ran longer than its timeout of {} ([limits] timeout)",
-                limits.timeout
-            ),
+            format!("sandbox limit: the playbook ran longer than its timeout of {} ([limits] timeout)", limits.timeout),
         ),
         E::ErrorSystem(_, inner) => match inner.downcast_ref::<Error>() {
             Some(e) => (e.kind(), e.message().to_owned()),
@@ -158,10 +132,8 @@ pub(crate) fn runtime_error(
         E::ErrorParsing(p, _) => parse_error(p, limits.max_expr_depth.0),
         E::ErrorRuntime(value, _) => {
             // A primitive's error map, uncaught: its own message says it all.
-            if let Some(message) = value
-                .clone()
-                .try_cast::<rhai::Map>()
-                .and_then(|m| m.get("message").map(ToString::to_string))
+            if let Some(message) =
+                value.clone().try_cast::<rhai::Map>().and_then(|m| m.get("message").map(ToString::to_string))
             {
                 return (ErrorKind::Failed, message);
             }

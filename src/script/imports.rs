@@ -31,11 +31,7 @@ pub(crate) struct Imports {
 impl Imports {
     pub fn new(dir: &Path, playbook: &str) -> Imports {
         let dir = dir.canonicalize().unwrap_or_else(|_| normalize(dir));
-        Imports {
-            dir,
-            playbook: playbook.to_owned(),
-            cache: RefCell::new(HashMap::new()),
-        }
+        Imports { dir, playbook: playbook.to_owned(), cache: RefCell::new(HashMap::new()) }
     }
 
     /// Where `import "path"` stands in the playbook, for an import resolved at compile time.
@@ -55,11 +51,7 @@ impl Imports {
 
     /// Finds the file or stdlib module `path` names: (label for diagnostics, source text).
     fn locate(&self, path: &str) -> Result<Option<(String, String)>, Error> {
-        let file = if Path::new(path).extension().is_some() {
-            path.to_owned()
-        } else {
-            format!("{path}.rhai")
-        };
+        let file = if Path::new(path).extension().is_some() { path.to_owned() } else { format!("{path}.rhai") };
         let joined = self.dir.join(&file);
         let escapes = || {
             Error::policy(format!(
@@ -71,19 +63,14 @@ impl Imports {
             return Err(escapes());
         }
         if joined.is_file() {
-            let real = joined
-                .canonicalize()
-                .map_err(|e| Error::io("read", &joined, e))?;
+            let real = joined.canonicalize().map_err(|e| Error::io("read", &joined, e))?;
             if !real.starts_with(&self.dir) {
                 return Err(escapes());
             }
             let text = std::fs::read_to_string(&real).map_err(|e| Error::io("read", &real, e))?;
             return Ok(Some((joined.display().to_string(), text)));
         }
-        Ok(STDLIB
-            .iter()
-            .find(|(name, _)| *name == path)
-            .map(|(name, text)| (stdlib_label(name), (*text).to_owned())))
+        Ok(STDLIB.iter().find(|(name, _)| *name == path).map(|(name, text)| (stdlib_label(name), (*text).to_owned())))
     }
 }
 
@@ -95,52 +82,32 @@ impl ModuleResolver for Imports {
         path: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        let pos = if pos.is_none() {
-            self.position_of(path)
-        } else {
-            pos
-        };
+        let pos = if pos.is_none() { self.position_of(path) } else { pos };
         if let Some(module) = self.cache.borrow().get(path) {
             return Ok(module.clone());
         }
         let (label, text) = match self.locate(path) {
             Ok(Some(found)) => found,
             Ok(None) => {
-                return Err(Box::new(EvalAltResult::ErrorModuleNotFound(
-                    path.to_owned(),
-                    pos,
-                )));
+                return Err(Box::new(EvalAltResult::ErrorModuleNotFound(path.to_owned(), pos)));
             }
             Err(e) => {
                 let refused = Box::new(EvalAltResult::ErrorSystem(String::new(), Box::new(e)));
-                return Err(Box::new(EvalAltResult::ErrorInModule(
-                    String::new(),
-                    refused,
-                    pos,
-                )));
+                return Err(Box::new(EvalAltResult::ErrorInModule(String::new(), refused, pos)));
             }
         };
-        let in_module = |err: Box<EvalAltResult>| {
-            Box::new(EvalAltResult::ErrorInModule(label.clone(), err, pos))
-        };
+        let in_module = |err: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(label.clone(), err, pos));
         let mut ast = engine.compile(&text).map_err(|e| in_module(e.into()))?;
         ast.set_source(label.as_str());
-        let module: Shared<Module> = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(in_module)?
-            .into();
-        self.cache
-            .borrow_mut()
-            .insert(path.to_owned(), module.clone());
+        let module: Shared<Module> = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?.into();
+        self.cache.borrow_mut().insert(path.to_owned(), module.clone());
         Ok(module)
     }
 }
 
 /// The text of a source a diagnostic names: a playbook or module file, or a stdlib module.
 pub(crate) fn source_text(label: &str) -> Option<String> {
-    if let Some(name) = label
-        .strip_prefix("stdlib/")
-        .and_then(|n| n.strip_suffix(".rhai"))
-    {
+    if let Some(name) = label.strip_prefix("stdlib/").and_then(|n| n.strip_suffix(".rhai")) {
         if let Some((_, text)) = STDLIB.iter().find(|(n, _)| *n == name) {
             return Some((*text).to_owned());
         }

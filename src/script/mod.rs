@@ -16,10 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rhai::{
-    AST, Dynamic, Engine, EvalAltResult, ImmutableString, NativeCallContext, Position,
-    Scope as RhaiScope,
-};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, ImmutableString, NativeCallContext, Position, Scope as RhaiScope};
 use serde_json::Value;
 
 pub use imports::STDLIB;
@@ -50,28 +47,14 @@ impl Playbook {
     pub fn from_file(path: &Path) -> Result<Playbook> {
         let source = std::fs::read_to_string(path)
             .map_err(|e| Error::usage(format!("cannot read playbook {}: {e}", path.display())))?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        Ok(Playbook {
-            name: path.display().to_string(),
-            source,
-            dir,
-        })
+        let dir =
+            path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Ok(Playbook { name: path.display().to_string(), source, dir })
     }
 
     /// A playbook held in memory; imports resolve from `dir`.
-    pub fn from_source(
-        name: impl Into<String>,
-        source: impl Into<String>,
-        dir: impl Into<PathBuf>,
-    ) -> Playbook {
-        Playbook {
-            name: name.into(),
-            source: source.into(),
-            dir: dir.into(),
-        }
+    pub fn from_source(name: impl Into<String>, source: impl Into<String>, dir: impl Into<PathBuf>) -> Playbook {
+        Playbook { name: name.into(), source: source.into(), dir: dir.into() }
     }
 }
 
@@ -101,10 +84,7 @@ impl Runtime {
         for primitive in crate::ops::builtins() {
             registry.add(primitive);
         }
-        Runtime {
-            site: Arc::new(site),
-            registry,
-        }
+        Runtime { site: Arc::new(site), registry }
     }
 
     pub fn site(&self) -> &Site {
@@ -158,16 +138,12 @@ impl Runtime {
         let started = time::OffsetDateTime::now_utc();
         let clock = Instant::now();
         let deadline = clock + self.site.limits.timeout.as_duration();
-        let sandbox = Sandbox {
-            deadline: Some(deadline),
-            cancel: options.cancel.clone(),
-        };
+        let sandbox = Sandbox { deadline: Some(deadline), cancel: options.cancel.clone() };
         let mut engine = build_engine(&self.site.limits, sandbox);
         engine.set_module_resolver(imports::Imports::new(&playbook.dir, &playbook.source));
         let ast = self.compile(&engine, playbook)?;
 
-        let principal =
-            Authorizer::new(self.site.tokens.clone()).authenticate(options.token.as_ref())?;
+        let principal = Authorizer::new(self.site.tokens.clone()).authenticate(options.token.as_ref())?;
         let guard = Guard::new(&self.site, options.dry_run);
         guard.prepare_root()?;
         let run_id = new_run_id(started)?;
@@ -197,9 +173,7 @@ impl Runtime {
         let mut scope = vars_scope(&options.vars, true);
         let outcome = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
         drop(engine);
-        let state = Rc::try_unwrap(state)
-            .map_err(|_| Error::failed("internal: run state still shared"))?
-            .into_inner();
+        let state = Rc::try_unwrap(state).map_err(|_| Error::failed("internal: run state still shared"))?.into_inner();
         let mut audit = state.audit;
 
         let (result, error) = match outcome {
@@ -226,11 +200,7 @@ impl Runtime {
             started: crate::clock::rfc3339(started),
             ended: crate::clock::rfc3339(ended),
             duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
-            outcome: if error.is_none() {
-                "ok".into()
-            } else {
-                "failed".into()
-            },
+            outcome: if error.is_none() { "ok".into() } else { "failed".into() },
             error,
             result,
             calls: state.calls,
@@ -242,10 +212,10 @@ impl Runtime {
             primitive: "run.end".into(),
             args: serde_json::json!({ "playbook": playbook.name, "calls": report.calls.len() }),
             effects: Vec::new(),
-            outcome: report.error.as_ref().map_or_else(
-                || "ok".to_owned(),
-                |e| format!("{}: {}", e.kind, first_line(&e.message)),
-            ),
+            outcome: report
+                .error
+                .as_ref()
+                .map_or_else(|| "ok".to_owned(), |e| format!("{}: {}", e.kind, first_line(&e.message))),
         })?;
         let mut bytes = serde_json::to_vec_pretty(&report)
             .map_err(|e| Error::failed(format!("cannot encode the run report: {e}")))?;
@@ -277,11 +247,7 @@ impl Runtime {
                 }
             }
         }
-        let text = if label == playbook.name {
-            Some(playbook.source.clone())
-        } else {
-            imports::source_text(&label)
-        };
+        let text = if label == playbook.name { Some(playbook.source.clone()) } else { imports::source_text(&label) };
         let rendered = match &text {
             Some(text) => diag::render(&message, Some(&diag::Source { name: &label, text }), pos),
             None => message,
@@ -296,13 +262,8 @@ fn first_line(text: &str) -> &str {
 
 fn new_run_id(started: time::OffsetDateTime) -> Result<String> {
     let mut bytes = [0u8; 3];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
-    Ok(format!(
-        "{}-{}",
-        crate::clock::stamp(started),
-        hex::encode(bytes)
-    ))
+    getrandom::fill(&mut bytes).map_err(|e| Error::failed(format!("cannot get random bytes: {e}")))?;
+    Ok(format!("{}-{}", crate::clock::stamp(started), hex::encode(bytes)))
 }
 
 /// The wall-clock and cancellation bounds checked while a playbook runs.
@@ -324,8 +285,7 @@ impl Sandbox {
 /// Imports are refused until a resolver for the playbook's folder is set.
 pub fn build_engine(limits: &Limits, sandbox: Sandbox) -> Engine {
     use rhai::packages::{
-        BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, LogicPackage,
-        MoreStringPackage, Package,
+        BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, LogicPackage, MoreStringPackage, Package,
     };
     // The packages a playbook needs; time, blob and bit-field functions are left out, which
     // halves the cost of building the engine.
@@ -455,20 +415,11 @@ fn invoke(
 ) -> Result<Dynamic, Box<EvalAltResult>> {
     // A dry run applies no effect, so it needs no scope: anyone may see what would happen.
     if let Some(scope) = primitive.scope.filter(|_| !state.guard.dry_run()) {
-        state
-            .principal
-            .require(scope, &format!("{}()", primitive.name))
-            .map_err(system)?;
+        state.principal.require(scope, &format!("{}()", primitive.name)).map_err(system)?;
     }
     let values: Vec<Value> = args.iter().map(|a| record::to_json(a)).collect();
     let clock = Instant::now();
-    let RunState {
-        site,
-        guard,
-        principal,
-        run_id,
-        ..
-    } = &*state;
+    let RunState { site, guard, principal, run_id, .. } = &*state;
     let mut call = Call {
         site,
         guard,
@@ -505,27 +456,15 @@ fn invoke(
     });
     match result {
         Ok(value) => Ok(record::to_dynamic(value)),
-        Err(err)
-            if matches!(
-                err.kind(),
-                ErrorKind::Unauthorized | ErrorKind::Policy | ErrorKind::Locked
-            ) =>
-        {
+        Err(err) if matches!(err.kind(), ErrorKind::Unauthorized | ErrorKind::Policy | ErrorKind::Locked) => {
             Err(system(err))
         }
         Err(err) => {
             let mut map = rhai::Map::new();
             map.insert("kind".into(), err.kind().as_str().into());
             map.insert("message".into(), err.message().into());
-            map.insert(
-                "server".into(),
-                err.server()
-                    .map_or(Dynamic::UNIT, |s| Dynamic::from(s.to_owned())),
-            );
-            Err(Box::new(EvalAltResult::ErrorRuntime(
-                map.into(),
-                Position::NONE,
-            )))
+            map.insert("server".into(), err.server().map_or(Dynamic::UNIT, |s| Dynamic::from(s.to_owned())));
+            Err(Box::new(EvalAltResult::ErrorRuntime(map.into(), Position::NONE)))
         }
     }
 }

@@ -63,11 +63,7 @@ impl fmt::Debug for Primitive {
 
 impl Primitive {
     /// Starts a declaration: `Primitive::new("servers", "array of ...", "lists ...")`.
-    pub fn new(
-        name: impl Into<String>,
-        returns: impl Into<String>,
-        doc: impl Into<String>,
-    ) -> Primitive {
+    pub fn new(name: impl Into<String>, returns: impl Into<String>, doc: impl Into<String>) -> Primitive {
         Primitive {
             name: name.into(),
             params: Vec::new(),
@@ -80,10 +76,7 @@ impl Primitive {
 
     #[must_use]
     pub fn param(mut self, name: impl Into<String>, ty: ParamType) -> Primitive {
-        self.params.push(Param {
-            name: name.into(),
-            ty,
-        });
+        self.params.push(Param { name: name.into(), ty });
         self
     }
 
@@ -113,10 +106,7 @@ impl Primitive {
                 format!(
                     "{}: {}",
                     p.name,
-                    serde_json::to_value(p.ty)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
+                    serde_json::to_value(p.ty).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
                 )
             })
             .collect();
@@ -158,8 +148,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn add(&mut self, primitive: Primitive) {
-        self.primitives
-            .retain(|p| !(p.name == primitive.name && p.params.len() == primitive.params.len()));
+        self.primitives.retain(|p| !(p.name == primitive.name && p.params.len() == primitive.params.len()));
         self.primitives.push(primitive);
     }
 
@@ -174,8 +163,7 @@ impl Registry {
 
     /// The reference `tend api --format markdown` prints.
     pub fn to_markdown(&self) -> String {
-        let mut out =
-            String::from("| primitive | scope | returns | what it does |\n|---|---|---|---|\n");
+        let mut out = String::from("| primitive | scope | returns | what it does |\n|---|---|---|---|\n");
         for p in &self.primitives {
             out.push_str(&format!(
                 "| `{}` | {} | {} | {} |\n",

@@ -60,14 +60,7 @@ pub fn to_json(value: &Dynamic) -> Value {
     } else if value.is_array() {
         Value::Array(value.clone().cast::<Array>().iter().map(to_json).collect())
     } else if value.is_map() {
-        Value::Object(
-            value
-                .clone()
-                .cast::<Map>()
-                .iter()
-                .map(|(k, v)| (k.to_string(), to_json(v)))
-                .collect(),
-        )
+        Value::Object(value.clone().cast::<Map>().iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
     } else {
         Value::String(value.to_string())
     }
@@ -76,10 +69,7 @@ pub fn to_json(value: &Dynamic) -> Value {
 fn field(record: &mut Record, key: ImmutableString) -> Result<Dynamic, Box<EvalAltResult>> {
     match record.0.get(key.as_str()) {
         Some(value) => Ok(nested(value.clone())),
-        None => Err(Box::new(EvalAltResult::ErrorPropertyNotFound(
-            key.to_string(),
-            Position::NONE,
-        ))),
+        None => Err(Box::new(EvalAltResult::ErrorPropertyNotFound(key.to_string(), Position::NONE))),
     }
 }
 
@@ -88,24 +78,12 @@ pub fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<Record>("Record")
         .register_indexer_get(field)
-        .register_fn("contains", |r: &mut Record, key: ImmutableString| {
-            r.0.contains_key(key.as_str())
-        })
-        .register_fn("keys", |r: &mut Record| {
-            r.0.keys()
-                .map(|k| Dynamic::from(k.clone()))
-                .collect::<Array>()
-        })
+        .register_fn("contains", |r: &mut Record, key: ImmutableString| r.0.contains_key(key.as_str()))
+        .register_fn("keys", |r: &mut Record| r.0.keys().map(|k| Dynamic::from(k.clone())).collect::<Array>())
         .register_fn("len", |r: &mut Record| r.0.len() as rhai::INT)
-        .register_fn("to_map", |r: &mut Record| {
-            to_dynamic(Value::Object((*r.0).clone()))
-        })
-        .register_fn("to_string", |r: &mut Record| {
-            Value::Object((*r.0).clone()).to_string()
-        })
-        .register_fn("to_debug", |r: &mut Record| {
-            Value::Object((*r.0).clone()).to_string()
-        })
+        .register_fn("to_map", |r: &mut Record| to_dynamic(Value::Object((*r.0).clone())))
+        .register_fn("to_string", |r: &mut Record| Value::Object((*r.0).clone()).to_string())
+        .register_fn("to_debug", |r: &mut Record| Value::Object((*r.0).clone()).to_string())
         .register_fn("==", |a: Record, b: Record| a == b)
         .register_fn("!=", |a: Record, b: Record| a != b);
 }

@@ -61,9 +61,8 @@ pub struct ServerEntry {
 impl ClientConfig {
     /// Reads and parses a client config; invalid JSON names the file, line and column.
     pub fn load(path: &Path) -> Result<ClientConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("cannot read client config {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("cannot read client config {}: {e}", path.display())))?;
         ClientConfig::parse(path, &text)
     }
 
@@ -78,10 +77,7 @@ impl ClientConfig {
             ))
         })?;
         let Value::Object(document) = value else {
-            return Err(Error::config(format!(
-                "{}:1:1: a client config must be a JSON object",
-                path.display()
-            )));
+            return Err(Error::config(format!("{}:1:1: a client config must be a JSON object", path.display())));
         };
         let kind = if document.contains_key("mcpServers") {
             ClientKind::McpServers
@@ -99,12 +95,7 @@ impl ClientConfig {
                 )));
             }
         }
-        Ok(ClientConfig {
-            path: path.to_path_buf(),
-            kind,
-            document,
-            trailing_newline: text.ends_with('\n'),
-        })
+        Ok(ClientConfig { path: path.to_path_buf(), kind, document, trailing_newline: text.ends_with('\n') })
     }
 
     /// The server entries, in file order.
@@ -115,27 +106,16 @@ impl ClientConfig {
         servers
             .iter()
             .map(|(name, value)| {
-                let command = value
-                    .get("command")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                let command = value.get("command").and_then(Value::as_str).map(str::to_owned);
                 let args: Vec<String> = value
                     .get("args")
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default();
                 let env = value
                     .get("env")
                     .and_then(Value::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                            .collect()
-                    })
+                    .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
                     .unwrap_or_default();
                 let package = command.as_deref().and_then(|c| infer_package(c, &args));
                 ServerEntry {
@@ -160,9 +140,7 @@ impl ClientConfig {
     /// kept, in its order. Writing it is the caller's effect (adopt, swap, rollback).
     pub fn render_with_entry(&self, name: &str, value: Value) -> String {
         let mut document = self.document.clone();
-        let servers = document
-            .entry(self.kind.key())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let servers = document.entry(self.kind.key()).or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(map) = servers {
             map.insert(name.to_owned(), value);
         }
@@ -220,10 +198,7 @@ fn split_spec(spec: &str) -> PackageSpec {
                 version: (!version.is_empty() && version != "latest").then(|| version.to_owned()),
             }
         }
-        None => PackageSpec {
-            name: spec.to_owned(),
-            version: None,
-        },
+        None => PackageSpec { name: spec.to_owned(), version: None },
     }
 }
 
@@ -249,31 +224,16 @@ mod tests {
                 &["-y", "@modelcontextprotocol/server-memory@2025.4.25"],
                 Some(("@modelcontextprotocol/server-memory", Some("2025.4.25"))),
             ),
-            (
-                "/usr/bin/npx",
-                &["--yes", "left-pad@1.3.0", "--flag"],
-                Some(("left-pad", Some("1.3.0"))),
-            ),
-            (
-                "npx",
-                &["-p", "@scope/pkg@2", "run-it"],
-                Some(("@scope/pkg", Some("2"))),
-            ),
-            (
-                "npx",
-                &["--package=tool@latest", "tool"],
-                Some(("tool", None)),
-            ),
+            ("/usr/bin/npx", &["--yes", "left-pad@1.3.0", "--flag"], Some(("left-pad", Some("1.3.0")))),
+            ("npx", &["-p", "@scope/pkg@2", "run-it"], Some(("@scope/pkg", Some("2")))),
+            ("npx", &["--package=tool@latest", "tool"], Some(("tool", None))),
             ("npx", &["-y"], None),
             ("node", &["server.js"], None),
             ("uvx", &["mcp-server-git"], None),
         ];
         for (command, list, want) in cases {
             let got = infer_package(command, &args(list));
-            let want = want.map(|(n, v)| PackageSpec {
-                name: n.into(),
-                version: v.map(Into::into),
-            });
+            let want = want.map(|(n, v)| PackageSpec { name: n.into(), version: v.map(Into::into) });
             assert_eq!(got, want, "{command} {list:?}");
         }
     }
@@ -290,10 +250,7 @@ mod tests {
 }
 "#;
         let config = ClientConfig::parse(Path::new("/x/.mcp.json"), text).unwrap();
-        let out = config.render_with_entry(
-            "memory",
-            serde_json::json!({"command": "/root/current/bin", "args": []}),
-        );
+        let out = config.render_with_entry("memory", serde_json::json!({"command": "/root/current/bin", "args": []}));
         let back: Value = serde_json::from_str(&out).unwrap();
         let before: Value = serde_json::from_str(text).unwrap();
         assert_eq!(back["globalShortcut"], before["globalShortcut"]);
@@ -312,20 +269,13 @@ mod tests {
         assert_eq!(config.kind, ClientKind::Servers);
         let entries = config.entries();
         assert_eq!(entries[0].name, "fs");
-        assert_eq!(
-            entries[0].package.as_ref().unwrap().name,
-            "@modelcontextprotocol/server-filesystem"
-        );
+        assert_eq!(entries[0].package.as_ref().unwrap().name, "@modelcontextprotocol/server-filesystem");
     }
 
     #[test]
     fn invalid_json_names_line_and_column() {
-        let err = ClientConfig::parse(Path::new("/x/.mcp.json"), "{\n  \"mcpServers\": {,}\n}")
-            .unwrap_err();
+        let err = ClientConfig::parse(Path::new("/x/.mcp.json"), "{\n  \"mcpServers\": {,}\n}").unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        assert_eq!(
-            err.message(),
-            "/x/.mcp.json:2:18: invalid JSON: key must be a string"
-        );
+        assert_eq!(err.message(), "/x/.mcp.json:2:18: invalid JSON: key must be a string");
     }
 }

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{ClientConfig, ClientKind, PackageSpec, ServerEntry, infer_package};
 pub use settings::{
-    Category, Count, Limits, LimitsLayer, Monitor, MonitorLayer, OnToolChange, Policy, PolicyLayer,
-    Retention, RetentionLayer, Thresholds, ThresholdsLayer,
+    Category, Count, Limits, LimitsLayer, Monitor, MonitorLayer, OnToolChange, Policy, PolicyLayer, Retention,
+    RetentionLayer, Thresholds, ThresholdsLayer,
 };
 
 use crate::duration::HumanDuration;
@@ -22,11 +22,7 @@ use crate::guard::auth::TokenEntry;
 use crate::guard::jail::normalize;
 
 /// The client configs looked for when `tend.toml` names none.
-pub const DEFAULT_CLIENTS: [&str; 3] = [
-    ".mcp.json",
-    "claude_desktop_config.json",
-    ".vscode/mcp.json",
-];
+pub const DEFAULT_CLIENTS: [&str; 3] = [".mcp.json", "claude_desktop_config.json", ".vscode/mcp.json"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,8 +176,8 @@ impl Site {
     /// Finds and loads the site: `explicit` (from `--site`), else `./tend.toml`, else
     /// `$TEND_SITE`, else the defaults for the working directory.
     pub fn discover(explicit: Option<&Path>) -> Result<Site> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| Error::config(format!("cannot read the working directory: {e}")))?;
+        let cwd =
+            std::env::current_dir().map_err(|e| Error::config(format!("cannot read the working directory: {e}")))?;
         if let Some(path) = explicit {
             return Site::load(&cwd.join(path));
         }
@@ -200,19 +196,15 @@ impl Site {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(format!("cannot read site file {}: {e}", path.display())))?;
         let path = normalize(path);
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
         Site::from_toml_str(&text, &dir, Some(&path))
     }
 
     /// Parses site text; `file` is used in messages and as the site's identity.
     pub fn from_toml_str(text: &str, dir: &Path, file: Option<&Path>) -> Result<Site> {
         let shown = file.map_or_else(|| "tend.toml".to_owned(), |f| f.display().to_string());
-        let parsed: SiteFile = toml::Deserializer::parse(text)
-            .map_err(|err| toml_error(&shown, text, "", &err))
-            .and_then(|de| {
+        let parsed: SiteFile =
+            toml::Deserializer::parse(text).map_err(|err| toml_error(&shown, text, "", &err)).and_then(|de| {
                 serde_path_to_error::deserialize(de).map_err(|err| {
                     let key = err.path().to_string();
                     toml_error(&shown, text, &key, err.inner())
@@ -228,10 +220,9 @@ impl Site {
             None => default_root()?,
         };
         let clients = match parsed.clients {
-            Some(list) => list
-                .iter()
-                .map(|p| ClientConfig::load(&normalize(&dir.join(p))))
-                .collect::<Result<Vec<_>>>()?,
+            Some(list) => {
+                list.iter().map(|p| ClientConfig::load(&normalize(&dir.join(p)))).collect::<Result<Vec<_>>>()?
+            }
             None => DEFAULT_CLIENTS
                 .iter()
                 .map(|p| dir.join(p))
@@ -245,18 +236,8 @@ impl Site {
             clients,
             registry: parsed.registry,
             tokens: parsed.auth.tokens,
-            allow: parsed
-                .paths
-                .allow
-                .iter()
-                .map(|p| normalize(&dir.join(p)))
-                .collect(),
-            protect: parsed
-                .paths
-                .protect
-                .iter()
-                .map(|p| normalize(&dir.join(p)))
-                .collect(),
+            allow: parsed.paths.allow.iter().map(|p| normalize(&dir.join(p))).collect(),
+            protect: parsed.paths.protect.iter().map(|p| normalize(&dir.join(p))).collect(),
             policy: Policy::default(),
             thresholds: Thresholds::default(),
             retention: Retention::default(),
@@ -302,16 +283,9 @@ impl Site {
         let mut out: Vec<ServerEntry> = Vec::new();
         for client in &self.clients {
             for mut entry in client.entries() {
-                if let Some(package) = self
-                    .overrides
-                    .get(&entry.name)
-                    .and_then(|o| o.package.clone())
-                {
+                if let Some(package) = self.overrides.get(&entry.name).and_then(|o| o.package.clone()) {
                     let version = entry.package.as_ref().and_then(|p| p.version.clone());
-                    entry.package = Some(PackageSpec {
-                        name: package,
-                        version,
-                    });
+                    entry.package = Some(PackageSpec { name: package, version });
                 }
                 if !out.iter().any(|e| e.name == entry.name) {
                     out.push(entry);
@@ -327,10 +301,7 @@ impl Site {
                     args: Vec::new(),
                     env: BTreeMap::new(),
                     url: None,
-                    package: o.package.clone().map(|name| PackageSpec {
-                        name,
-                        version: None,
-                    }),
+                    package: o.package.clone().map(|name| PackageSpec { name, version: None }),
                 });
             }
         }
@@ -339,11 +310,7 @@ impl Site {
 
     /// The files only adopt, swap and rollback may write: client configs and `paths.protect`.
     pub fn protected_files(&self) -> Vec<PathBuf> {
-        self.clients
-            .iter()
-            .map(|c| c.path.clone())
-            .chain(self.protect.iter().cloned())
-            .collect()
+        self.clients.iter().map(|c| c.path.clone()).chain(self.protect.iter().cloned()).collect()
     }
 
     /// The effective policy as the `site()` primitive shows it.
@@ -351,12 +318,7 @@ impl Site {
         let servers: serde_json::Map<String, serde_json::Value> = self
             .servers()
             .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    serde_json::to_value(self.server(&s.name)).unwrap_or_default(),
-                )
-            })
+            .map(|s| (s.name.clone(), serde_json::to_value(self.server(&s.name)).unwrap_or_default()))
             .collect();
         serde_json::json!({
             "file": self.file,
@@ -380,8 +342,8 @@ impl Site {
 fn default_root() -> Result<PathBuf> {
     if let Some(home) = std::env::var_os("TEND_HOME").filter(|v| !v.is_empty()) {
         let home = PathBuf::from(home);
-        let cwd = std::env::current_dir()
-            .map_err(|e| Error::config(format!("cannot read the working directory: {e}")))?;
+        let cwd =
+            std::env::current_dir().map_err(|e| Error::config(format!("cannot read the working directory: {e}")))?;
         return Ok(normalize(&cwd.join(home)));
     }
     dirs::data_dir()
@@ -414,27 +376,15 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Site> {
-        Site::from_toml_str(
-            text,
-            Path::new("/srv/site"),
-            Some(Path::new("/srv/site/tend.toml")),
-        )
+        Site::from_toml_str(text, Path::new("/srv/site"), Some(Path::new("/srv/site/tend.toml")))
     }
 
     #[test]
     fn defaults_hold_where_the_file_is_silent() {
-        let site = parse(
-            "root = \"/var/lib/tend\"\n[]\n"
-                .replace("[]\n", "")
-                .as_str(),
-        )
-        .unwrap();
+        let site = parse("root = \"/var/lib/tend\"\n[]\n".replace("[]\n", "").as_str()).unwrap();
         assert_eq!(site.root, PathBuf::from("/var/lib/tend"));
         assert_eq!(site.retention.keep_releases, Count(2));
-        assert_eq!(
-            site.policy.min_release_age,
-            HumanDuration::from_secs(3 * 86_400)
-        );
+        assert_eq!(site.policy.min_release_age, HumanDuration::from_secs(3 * 86_400));
         assert_eq!(site.limits.max_operations, Count(50_000_000));
     }
 
@@ -449,16 +399,10 @@ mod tests {
         assert_eq!(site.root, PathBuf::from("/srv/site/r"));
         let memory = site.server("memory");
         assert!(memory.policy.allow_major);
-        assert_eq!(
-            memory.policy.min_release_age,
-            HumanDuration::from_secs(12 * 3600)
-        );
+        assert_eq!(memory.policy.min_release_age, HumanDuration::from_secs(12 * 3600));
         assert_eq!(memory.thresholds.startup_ms, Count(900));
         assert_eq!(memory.thresholds.fds, Count(1000));
-        assert_eq!(
-            site.server("other").policy.min_release_age,
-            HumanDuration::from_secs(86_400)
-        );
+        assert_eq!(site.server("other").policy.min_release_age, HumanDuration::from_secs(86_400));
     }
 
     #[test]
@@ -484,19 +428,12 @@ mod tests {
                 "root = \"/r\"\n[auth]\ntokens = [{ name = \"cron\", sha256 = \"abc\", scopes = [\"stage\"] }]\n",
                 "/srv/site/tend.toml:3:37: `auth.tokens[0].sha256`: expected the SHA-256 of the token as 64 hex digits, found 3 characters",
             ),
-            (
-                "root = [\n",
-                "/srv/site/tend.toml:1:9: unclosed array, expected `]`",
-            ),
+            ("root = [\n", "/srv/site/tend.toml:1:9: unclosed array, expected `]`"),
         ];
         for (text, want) in cases {
             let err = parse(text).unwrap_err();
             assert_eq!(err.exit_code(), 2);
-            assert!(
-                err.message().starts_with(want),
-                "\n got: {}\nwant: {want}",
-                err.message()
-            );
+            assert!(err.message().starts_with(want), "\n got: {}\nwant: {want}", err.message());
         }
     }
 

@@ -28,9 +28,7 @@ impl<'de> Deserialize<'de> for Count {
                 f.write_str("a whole number of 0 or more")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Count, E> {
-                u64::try_from(v)
-                    .map(Count)
-                    .map_err(|_| E::custom(format!("must be 0 or more, found {v}")))
+                u64::try_from(v).map(Count).map_err(|_| E::custom(format!("must be 0 or more, found {v}")))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Count, E> {
                 Ok(Count(v))

@@ -111,11 +111,7 @@ impl Test {
     /// (created by the first run), the audit log, the run report and the state folder (lock,
     /// audit head).
     pub fn unchanged_but_bookkeeping(mut self) -> Test {
-        self.unchanged = Some(vec![
-            "root/audit".into(),
-            "root/reports".into(),
-            "root/state".into(),
-        ]);
+        self.unchanged = Some(vec!["root/audit".into(), "root/reports".into(), "root/state".into()]);
         self
     }
 
@@ -146,15 +142,8 @@ impl Test {
         let output = command.output().expect("run tend");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let shown = format!(
-            "args: {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}---",
-            self.args
-        );
-        assert_eq!(
-            output.status.code(),
-            Some(self.status),
-            "exit code\n{shown}"
-        );
+        let shown = format!("args: {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}---", self.args);
+        assert_eq!(output.status.code(), Some(self.status), "exit code\n{shown}");
         if let Some(want) = &self.stdout {
             assert_eq!(&stdout, want, "stdout\n{shown}");
         }
@@ -162,10 +151,7 @@ impl Test {
             assert_eq!(&stderr, want, "stderr\n{shown}");
         }
         for want in &self.stderr_contains {
-            assert!(
-                stderr.contains(want.as_str()),
-                "stderr lacks {want:?}\n{shown}"
-            );
+            assert!(stderr.contains(want.as_str()), "stderr lacks {want:?}\n{shown}");
         }
         if let Some(except) = &self.unchanged {
             let after = snapshot(self.dir.path());
@@ -178,16 +164,9 @@ impl Test {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             };
-            assert_eq!(
-                keep(&before),
-                keep(&after),
-                "the site folder changed\n{shown}"
-            );
+            assert_eq!(keep(&before), keep(&after), "the site folder changed\n{shown}");
         }
-        Done {
-            dir: self.dir,
-            output,
-        }
+        Done { dir: self.dir, output }
     }
 }
 
@@ -209,16 +188,12 @@ impl Done {
     /// The run reports written under the root.
     pub fn reports(&self) -> Vec<serde_json::Value> {
         let dir = self.path().join("root/reports");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|d| d.map(|e| e.expect("entry").path()).collect())
-            .unwrap_or_default();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&dir).map(|d| d.map(|e| e.expect("entry").path()).collect()).unwrap_or_default();
         files.sort();
         files
             .iter()
-            .map(|f| {
-                serde_json::from_str(&std::fs::read_to_string(f).expect("read report"))
-                    .expect("report json")
-            })
+            .map(|f| serde_json::from_str(&std::fs::read_to_string(f).expect("read report")).expect("report json"))
             .collect()
     }
 
@@ -245,17 +220,10 @@ fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
     for entry in entries {
         let entry = entry.expect("entry");
         let path = entry.path();
-        let rel = path
-            .strip_prefix(base)
-            .expect("prefix")
-            .display()
-            .to_string();
+        let rel = path.strip_prefix(base).expect("prefix").display().to_string();
         let meta = std::fs::symlink_metadata(&path).expect("metadata");
         let what = if meta.file_type().is_symlink() {
-            format!(
-                "link {}",
-                std::fs::read_link(&path).expect("readlink").display()
-            )
+            format!("link {}", std::fs::read_link(&path).expect("readlink").display())
         } else if meta.is_dir() {
             walk(base, &path, out);
             format!("dir {:o}", meta.mode())

@@ -75,10 +75,7 @@ pub struct Response {
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -93,10 +90,7 @@ impl Registry {
         let main = ensure_installed();
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            let dir = tempfile::Builder::new()
-                .prefix("tend-registry-")
-                .tempdir()
-                .expect("temp dir for the registry");
+            let dir = tempfile::Builder::new().prefix("tend-registry-").tempdir().expect("temp dir for the registry");
             let nonce = nonce();
             let config = dir.path().join("config.yaml");
             fs::write(&config, config_yaml(dir.path(), &nonce)).expect("write verdaccio config");
@@ -115,12 +109,7 @@ impl Registry {
                 .process_group(0)
                 .spawn()
                 .expect("spawn verdaccio (is `node` on PATH?)");
-            let mut registry = Registry {
-                child,
-                port,
-                token: String::new(),
-                dir,
-            };
+            let mut registry = Registry { child, port, token: String::new(), dir };
             match registry.wait_ready(&nonce) {
                 Ok(()) => {
                     registry.token = registry.create_user();
@@ -131,15 +120,11 @@ impl Registry {
                 Err(Retry::PortTaken) => last_log = registry.log(),
                 Err(Retry::Fatal(why)) => {
                     let log = registry.log();
-                    panic!(
-                        "verdaccio did not start on port {port}: {why}\n--- verdaccio output ---\n{log}"
-                    );
+                    panic!("verdaccio did not start on port {port}: {why}\n--- verdaccio output ---\n{log}");
                 }
             }
         }
-        panic!(
-            "verdaccio: no free port after {PORT_ATTEMPTS} attempts\n--- verdaccio output ---\n{last_log}"
-        );
+        panic!("verdaccio: no free port after {PORT_ATTEMPTS} attempts\n--- verdaccio output ---\n{last_log}");
     }
 
     /// `http://127.0.0.1:PORT/`
@@ -219,16 +204,9 @@ impl Registry {
     /// [`Registry::publish_fixture_direct`]); panics with the registry's answer on failure.
     pub fn publish_direct(&self, dir: &Path, tag: &str) {
         let text = fs::read_to_string(dir.join("package.json")).expect("read package.json");
-        let mut manifest: serde_json::Value =
-            serde_json::from_str(&text).expect("package.json is JSON");
-        let name = manifest["name"]
-            .as_str()
-            .expect("package.json has a name")
-            .to_string();
-        let version = manifest["version"]
-            .as_str()
-            .expect("package.json has a version")
-            .to_string();
+        let mut manifest: serde_json::Value = serde_json::from_str(&text).expect("package.json is JSON");
+        let name = manifest["name"].as_str().expect("package.json has a name").to_string();
+        let version = manifest["version"].as_str().expect("package.json has a version").to_string();
         let tgz = pack(dir);
         let basename = name.rsplit('/').next().unwrap_or(&name);
         let file = format!("{basename}-{version}.tgz");
@@ -263,10 +241,7 @@ impl Registry {
         let r = self.request(
             "PUT",
             &format!("/{}", name.replace('/', "%2f")),
-            &[
-                ("Content-Type", "application/json"),
-                ("Authorization", &auth),
-            ],
+            &[("Content-Type", "application/json"), ("Authorization", &auth)],
             Some(doc.as_bytes()),
         );
         assert!(
@@ -295,8 +270,7 @@ impl Registry {
         copy_dir(&src, staged.path());
         let manifest = staged.path().join("package.json");
         let text = fs::read_to_string(&manifest).expect("read fixture package.json");
-        let mut json: serde_json::Value =
-            serde_json::from_str(&text).expect("fixture package.json is JSON");
+        let mut json: serde_json::Value = serde_json::from_str(&text).expect("fixture package.json is JSON");
         let map = json.as_object_mut().expect("package.json is an object");
         map.insert("version".into(), serde_json::Value::String(version.into()));
         edit(map);
@@ -309,18 +283,12 @@ impl Registry {
     /// request): e.g. backdate `time[version]` so a cooldown has passed. Panics if not published.
     pub fn edit_packument(&self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
         let path = self.storage().join(name).join("package.json");
-        let text = fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("no stored packument for {name} at {}: {e}", path.display())
-        });
-        let mut json: serde_json::Value =
-            serde_json::from_str(&text).expect("stored packument is JSON");
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no stored packument for {name} at {}: {e}", path.display()));
+        let mut json: serde_json::Value = serde_json::from_str(&text).expect("stored packument is JSON");
         edit(&mut json);
         let tmp = path.with_extension("json.tend-tmp");
-        fs::write(
-            &tmp,
-            serde_json::to_string_pretty(&json).expect("serialize packument"),
-        )
-        .expect("write packument");
+        fs::write(&tmp, serde_json::to_string_pretty(&json).expect("serialize packument")).expect("write packument");
         fs::rename(&tmp, &path).expect("replace packument");
     }
 
@@ -358,20 +326,10 @@ impl Registry {
     }
 
     /// A minimal HTTP/1.1 request (`Connection: close`) over std's TcpStream.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> Response {
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
         let path = self.path_of(path);
         http(self.port, method, &path, headers, body).unwrap_or_else(|e| {
-            panic!(
-                "{method} {path} on {}: {e}\n--- verdaccio output ---\n{}",
-                self.url(),
-                self.log()
-            )
+            panic!("{method} {path} on {}: {e}\n--- verdaccio output ---\n{}", self.url(), self.log())
         })
     }
 
@@ -392,11 +350,7 @@ impl Registry {
     fn path_of(&self, path: &str) -> String {
         let url = self.url();
         let path = path.strip_prefix(url.trim_end_matches('/')).unwrap_or(path);
-        if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/{path}")
-        }
+        if path.starts_with('/') { path.to_string() } else { format!("/{path}") }
     }
 
     fn wait_ready(&mut self, nonce: &str) -> Result<(), Retry> {
@@ -416,20 +370,15 @@ impl Registry {
                     if r.header("x-powered-by") == Some(nonce) {
                         return Ok(());
                     }
-                    last_err = format!(
-                        "port {} answered by another server ({:?})",
-                        self.port,
-                        r.header("x-powered-by")
-                    );
+                    last_err =
+                        format!("port {} answered by another server ({:?})", self.port, r.header("x-powered-by"));
                 }
                 Ok(r) => last_err = format!("/-/ping answered {}", r.status),
                 Err(e) => last_err = e.to_string(),
             }
             thread::sleep(Duration::from_millis(50));
         }
-        Err(Retry::Fatal(format!(
-            "no answer to GET /-/ping within {START_DEADLINE:?} ({last_err})"
-        )))
+        Err(Retry::Fatal(format!("no answer to GET /-/ping within {START_DEADLINE:?} ({last_err})")))
     }
 
     fn create_user(&self) -> String {
@@ -449,16 +398,9 @@ impl Registry {
             Some(body.as_bytes()),
         );
         let text = r.text();
-        assert!(
-            r.status == 201 || r.status == 200,
-            "create user: {} {text}",
-            r.status
-        );
+        assert!(r.status == 201 || r.status == 200, "create user: {} {text}", r.status);
         let json: serde_json::Value = serde_json::from_str(&text).expect("user answer is JSON");
-        json["token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token in {text}"))
-            .to_string()
+        json["token"].as_str().unwrap_or_else(|| panic!("no token in {text}")).to_string()
     }
 
     fn write_npmrc(&self) {
@@ -542,10 +484,7 @@ pub fn ensure_installed() -> PathBuf {
             .output()
             .expect("run npm install (is `npm` on PATH?)");
         check_npm("npm install verdaccio", &dir, &out);
-        eprintln!(
-            "registry harness: installed verdaccio {VERDACCIO_VERSION} in {:?}",
-            started.elapsed()
-        );
+        eprintln!("registry harness: installed verdaccio {VERDACCIO_VERSION} in {:?}", started.elapsed());
         assert!(main.exists(), "npm install left no {}", main.display());
     }
     // The lock is released when `lock` is closed.
@@ -556,10 +495,8 @@ pub fn ensure_installed() -> PathBuf {
 /// A gzipped tarball of every file under `dir`, as `package/<path>`, with npm's fixed mtime.
 fn pack(dir: &Path) -> Vec<u8> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<_> = fs::read_dir(dir)
-            .expect("read package dir")
-            .map(|e| e.expect("dir entry").path())
-            .collect();
+        let mut entries: Vec<_> =
+            fs::read_dir(dir).expect("read package dir").map(|e| e.expect("dir entry").path()).collect();
         entries.sort();
         for path in entries {
             if path.is_dir() {
@@ -575,36 +512,22 @@ fn pack(dir: &Path) -> Vec<u8> {
     let mut tar = tar::Builder::new(gz);
     for rel in files {
         let data = fs::read(dir.join(&rel)).expect("read package file");
-        let executable = fs::metadata(dir.join(&rel))
-            .map(|m| m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false);
+        let executable = fs::metadata(dir.join(&rel)).map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false);
         let mut header = tar::Header::new_ustar();
         header.set_size(data.len() as u64);
         header.set_mode(if executable { 0o755 } else { 0o644 });
         header.set_mtime(499_162_500); // 1985-10-26T08:15:00Z, what npm pack uses
         header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(
-            &mut header,
-            Path::new("package").join(&rel),
-            data.as_slice(),
-        )
-        .expect("append to tarball");
+        tar.append_data(&mut header, Path::new("package").join(&rel), data.as_slice()).expect("append to tarball");
     }
-    tar.into_inner()
-        .expect("finish tar")
-        .finish()
-        .expect("finish gzip")
+    tar.into_inner().expect("finish tar").finish().expect("finish gzip")
 }
 
 fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -619,13 +542,7 @@ fn base64(data: &[u8]) -> String {
 
 /// SHA-1 (for npm's legacy `dist.shasum`; the crate has no SHA-1 dependency).
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
+    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
     let mut msg = data.to_vec();
     msg.push(0x80);
     while msg.len() % 64 != 56 {
@@ -648,12 +565,7 @@ fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
                 _ => (b ^ c ^ d, 0xCA62_C1D6),
             };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
+            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
             e = d;
             d = c;
             c = b.rotate_left(30);
@@ -723,10 +635,7 @@ log:
 fn nonce() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("tend-test-registry-{}-{n}-{t}", std::process::id())
 }
 
@@ -778,10 +687,7 @@ fn http(
     parse_response(&raw).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!(
-                "malformed HTTP response: {:?}",
-                String::from_utf8_lossy(&raw)
-            ),
+            format!("malformed HTTP response: {:?}", String::from_utf8_lossy(&raw)),
         )
     })
 }
@@ -796,19 +702,9 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let rest = &raw[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        dechunk(rest)?
-    } else {
-        rest.to_vec()
-    };
-    Some(Response {
-        status,
-        headers,
-        body,
-    })
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    Some(Response { status, headers, body })
 }
 
 fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {

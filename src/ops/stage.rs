@@ -1,0 +1,390 @@
+//! Staging: a candidate becomes an installed, immutable release. The tarball is downloaded,
+//! checked against the registry's sha512 integrity, unpacked by the hardened extractor into
+//! `<root>/staging/<name>-<version>.partial/`, checked (engines, install scripts), given its
+//! production dependencies by npm with scripts off, digested, and renamed into
+//! `<root>/servers/<name>/releases/<version>/` in one step. A failure leaves no partial folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256, Sha512};
+
+use super::check::{Packument, current_version, decide, fetch, packages_of};
+use crate::error::{Error, Result};
+use crate::extract::ExtractLimits;
+use crate::guard::effects::{Effect, Plan};
+use crate::layout::Layout;
+use crate::registry::{Client, RegistryConfig};
+use crate::script::primitives::Call;
+use crate::site::Site;
+
+const MAX_TARBALL: u64 = 256 << 20;
+const NPM_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What `stage(name, version)` returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Staged {
+    pub name: String,
+    pub version: String,
+    pub path: PathBuf,
+    pub integrity: String,
+    /// The digest of the installed tree; `None` in a dry run.
+    pub digest: Option<String>,
+    pub reused: bool,
+}
+
+/// Stages `version` of server `name` (the check's candidate when `None`).
+pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<Staged> {
+    let site = call.site;
+    let (_, package) = packages_of(site, &[name.to_owned()])?.remove(0);
+    let client = Client::new(RegistryConfig::for_site(site))?;
+    let Packument { value: packument, registry, .. } =
+        fetch(call, &client, std::slice::from_ref(&package))?.remove(0).map_err(|e| e.for_server(name))?;
+    let version = match version {
+        Some(v) => v.to_owned(),
+        None => {
+            let current = current_version(site, name);
+            let (_, candidate, reason) = decide(&packument, current.as_deref(), &site.server(name).policy, call.now)?;
+            candidate.ok_or_else(|| {
+                Error::failed(format!(
+                    "{name}: nothing to stage: {}",
+                    reason.unwrap_or_else(|| "it is up to date".into())
+                ))
+                .for_server(name)
+            })?
+        }
+    };
+    let fail = |why: String| Error::failed(format!("{package}@{version}: {why}")).for_server(name);
+    let manifest = packument
+        .get("versions")
+        .and_then(|v| v.get(&version))
+        .ok_or_else(|| fail(format!("no such version (registry {registry})")))?;
+    let layout = call.guard.layout().clone();
+    let release = layout.release(name, &version);
+    let dist = manifest.get("dist").cloned().unwrap_or(Value::Null);
+    let integrity =
+        dist.get("integrity").and_then(Value::as_str).filter(|i| i.contains("sha512-")).map(str::to_owned).ok_or_else(
+            || fail("the registry offers no sha512 integrity (a SHA-1 shasum alone is not accepted)".into()),
+        )?;
+
+    if let Ok(existing) = read_release(&release) {
+        if existing.get("version").and_then(Value::as_str) == Some(version.as_str()) {
+            verify_dir(&release, &existing).map_err(|e| {
+                fail(format!("{} is installed but does not verify: {}", release.display(), e.message()))
+            })?;
+            let digest = existing.get("digest").and_then(Value::as_str).map(str::to_owned);
+            return Ok(Staged { name: name.into(), version, path: release, integrity, digest, reused: true });
+        }
+    }
+
+    let url = dist
+        .get("tarball")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("the registry names no tarball".into()))?
+        .to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
+    let tarball = runtime.block_on(client.tarball(&package, &url, MAX_TARBALL)).map_err(|e| e.for_server(name))?;
+    check_integrity(&tarball, &integrity).map_err(fail)?;
+
+    let partial = layout.staging().join(format!("{name}-{version}.partial"));
+    let bins = declared_bins(manifest);
+    let mut plan = Plan::new();
+    if std::fs::symlink_metadata(&partial).is_ok() {
+        plan.push(Effect::RemoveTree { path: partial.clone() });
+    }
+    plan.push(Effect::CreateDir { path: partial.clone() });
+    plan.push(Effect::Extract {
+        path: partial.clone(),
+        tarball: Arc::new(tarball),
+        bins,
+        limits: ExtractLimits::default(),
+    });
+    let result = call.execute(&plan).and_then(|()| {
+        if call.dry_run() {
+            return Ok(None);
+        }
+        finish(call, site, name, &package, &version, &integrity, &registry, &partial, &release).map(Some)
+    });
+    match result {
+        Ok(digest) => Ok(Staged { name: name.into(), version, path: release, integrity, digest, reused: false }),
+        Err(e) => {
+            if !call.dry_run() && std::fs::symlink_metadata(&partial).is_ok() {
+                let _ = call.execute(&Plan::new().with(Effect::RemoveTree { path: partial }));
+            }
+            Err(e.for_server(name))
+        }
+    }
+}
+
+/// After extraction: package checks, dependencies, digest, release.json, the rename.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    call: &mut Call<'_>,
+    site: &Site,
+    name: &str,
+    package: &str,
+    version: &str,
+    integrity: &str,
+    registry: &str,
+    partial: &Path,
+    release: &Path,
+) -> Result<String> {
+    let fail = |why: String| Error::failed(format!("{package}@{version}: {why}"));
+    let manifest: Value = std::fs::read_to_string(partial.join("package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| fail("the tarball has no readable package.json".into()))?;
+    if let Some(range) = manifest.get("engines").and_then(|e| e.get("node")).and_then(Value::as_str) {
+        let node = node_version()?;
+        let ok = nodejs_semver::Range::parse(range).map(|r| r.satisfies(&node)).unwrap_or(false);
+        if !ok {
+            return Err(fail(format!("needs node {range}; this host has {node}")));
+        }
+    }
+    let scripts: Vec<&str> = ["preinstall", "install", "postinstall"]
+        .into_iter()
+        .filter(|s| manifest.get("scripts").and_then(|m| m.get(*s)).is_some())
+        .collect();
+    if !scripts.is_empty() && !site.server(name).policy.allow_install_scripts {
+        return Err(fail(format!(
+            "has install scripts ({}); set allow_install_scripts for this server to stage it",
+            scripts.join(", ")
+        )));
+    }
+    let has_deps = manifest.get("dependencies").and_then(Value::as_object).is_some_and(|d| !d.is_empty());
+    if has_deps {
+        let log = install_dependencies(partial, registry).map_err(|e| fail(e.message().to_owned()));
+        let (text, outcome) = match log {
+            Ok(text) => (text, Ok(())),
+            Err(e) => (e.message().to_owned(), Err(e)),
+        };
+        let log_path = call.guard.layout().staging().join(format!("{name}-{version}.log"));
+        call.execute(&Plan::new().with(Effect::WriteFile {
+            path: log_path,
+            contents: text.into_bytes(),
+            mode: 0o644,
+        }))?;
+        outcome?;
+    }
+    let (digest, files) = tree_digest(partial)?;
+    let record = json!({
+        "package": package,
+        "version": version,
+        "integrity": integrity,
+        "digest": digest,
+        "registry": registry,
+        "installed_at": crate::clock::rfc3339(call.now),
+        "files": files,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    bytes.push(b'\n');
+    let releases = release.parent().map(Path::to_path_buf).unwrap_or_default();
+    call.execute(
+        &Plan::new()
+            .with(Effect::WriteFile { path: partial.join("release.json"), contents: bytes, mode: 0o644 })
+            .with(Effect::CreateDir { path: releases })
+            .with(Effect::Rename { from: partial.to_path_buf(), to: release.to_path_buf() }),
+    )?;
+    Ok(digest)
+}
+
+/// `sha512-<base64>` (one of possibly several space-separated hashes) against the bytes.
+fn check_integrity(bytes: &[u8], integrity: &str) -> std::result::Result<(), String> {
+    let actual = base64::engine::general_purpose::STANDARD.encode(Sha512::digest(bytes));
+    let expected: Vec<&str> = integrity.split_whitespace().filter_map(|h| h.strip_prefix("sha512-")).collect();
+    if expected.iter().any(|e| e.split('?').next() == Some(actual.as_str())) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the tarball does not match its integrity: expected sha512-{}, got sha512-{actual}",
+            expected.first().unwrap_or(&"")
+        ))
+    }
+}
+
+fn declared_bins(manifest: &Value) -> Vec<String> {
+    match manifest.get("bin") {
+        Some(Value::String(path)) => vec![path.clone()],
+        Some(Value::Object(map)) => map.values().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn node_version() -> Result<nodejs_semver::Version> {
+    let out =
+        Command::new("node").arg("--version").output().map_err(|e| Error::failed(format!("cannot run node: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    nodejs_semver::Version::parse(text.trim().trim_start_matches('v'))
+        .map_err(|_| Error::failed(format!("node printed an unreadable version `{}`", text.trim())))
+}
+
+/// `npm install --omit=dev --ignore-scripts` in the partial folder, bounded in time; the
+/// combined output is the staging log.
+fn install_dependencies(dir: &Path, registry: &str) -> Result<String> {
+    let mut child = Command::new("npm")
+        .args([
+            "install",
+            "--omit=dev",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--no-update-notifier",
+            "--registry",
+            registry,
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::failed(format!("cannot run npm: {e}")))?;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let readers = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_string(&mut text);
+        }
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    });
+    let deadline = Instant::now() + NPM_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| Error::failed(format!("npm: {e}")))? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::failed(format!(
+                "npm install did not finish within {}",
+                crate::duration::format(NPM_TIMEOUT)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = readers.join().unwrap_or_default();
+    if status.success() {
+        Ok(text)
+    } else {
+        let tail: Vec<&str> = text.lines().rev().take(8).collect();
+        Err(Error::failed(format!(
+            "npm install failed ({status}): {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )))
+    }
+}
+
+/// The digest of a release tree (everything but `release.json`), and each entry's own hash:
+/// files by content and executable bit, folders, and links by target. Links are not followed.
+pub fn tree_digest(dir: &Path) -> Result<(String, BTreeMap<String, String>)> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let here = dir.join(&rel);
+        let entries = std::fs::read_dir(&here).map_err(|e| Error::io("read", &here, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read", &here, e))?;
+            let rel_path = rel.join(entry.file_name());
+            let key = rel_path.to_string_lossy().into_owned();
+            if key == "release.json" {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(entry.path()).map_err(|e| Error::io("read", &entry.path(), e))?;
+            let value = if meta.file_type().is_symlink() {
+                format!(
+                    "link {}",
+                    std::fs::read_link(entry.path()).map_err(|e| Error::io("read", &entry.path(), e))?.display()
+                )
+            } else if meta.is_dir() {
+                stack.push(rel_path);
+                "dir".to_owned()
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let bytes = std::fs::read(entry.path()).map_err(|e| Error::io("read", &entry.path(), e))?;
+                let exec = if meta.permissions().mode() & 0o111 != 0 { "x" } else { "-" };
+                format!("{exec} {}", hex::encode(Sha256::digest(&bytes)))
+            };
+            files.insert(key, value);
+        }
+    }
+    let mut all = Sha256::new();
+    for (path, value) in &files {
+        all.update(path.as_bytes());
+        all.update([0]);
+        all.update(value.as_bytes());
+        all.update([b'\n']);
+    }
+    Ok((format!("sha256-{}", hex::encode(all.finalize())), files))
+}
+
+fn read_release(dir: &Path) -> Result<Value> {
+    let path = dir.join("release.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::failed(format!("{} is not valid JSON: {e}", path.display())))
+}
+
+/// Recomputes the tree and names the first entry that differs from `release.json`.
+fn verify_dir(dir: &Path, record: &Value) -> Result<String> {
+    let (digest, files) = tree_digest(dir)?;
+    let recorded: BTreeMap<String, String> = record
+        .get("files")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default();
+    let mut keys: Vec<&String> = files.keys().chain(recorded.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        match (recorded.get(key), files.get(key)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(_), Some(_)) => return Err(Error::failed(format!("{key} differs from the staged file"))),
+            (Some(_), None) => return Err(Error::failed(format!("{key} is missing"))),
+            (None, _) => return Err(Error::failed(format!("{key} was not part of the staged release"))),
+        }
+    }
+    if record.get("digest").and_then(Value::as_str) != Some(digest.as_str()) {
+        return Err(Error::failed("the tree digest differs from release.json".to_owned()));
+    }
+    Ok(digest)
+}
+
+/// `tend verify NAME [VERSION]`: the release (default: current) against its `release.json`.
+pub fn verify(site: &Site, name: &str, version: Option<&str>) -> Result<Value> {
+    let layout = Layout::new(&site.root);
+    let version = match version {
+        Some(v) => v.to_owned(),
+        None => current_version(site, name)
+            .ok_or_else(|| Error::failed(format!("{name}: no current release to verify; name a version")))?,
+    };
+    let dir = layout.release(name, &version);
+    let record = read_release(&dir).map_err(|e| e.for_server(name))?;
+    let digest = verify_dir(&dir, &record)
+        .map_err(|e| Error::failed(format!("{}: {}", dir.display(), e.message())).for_server(name))?;
+    Ok(json!({ "name": name, "version": version, "path": dir, "digest": digest, "verified": true }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integrity_is_sha512_sri() {
+        let sri = format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(Sha512::digest(b"abc")));
+        assert!(check_integrity(b"abc", &sri).is_ok());
+        assert!(check_integrity(b"abc", &format!("sha1-xyz {sri}")).is_ok());
+        let err = check_integrity(b"abd", &sri).unwrap_err();
+        assert!(err.starts_with("the tarball does not match its integrity: expected sha512-"), "{err}");
+    }
+}
