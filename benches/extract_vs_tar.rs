@@ -15,10 +15,7 @@ const RUNS: usize = 7;
 /// bundles, compressible like code.
 fn build_tarball(path: &Path) -> (u64, usize) {
     let file = std::fs::File::create(path).expect("create tarball");
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        file,
-        flate2::Compression::default(),
-    ));
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut text = |len: usize| -> Vec<u8> {
         let words: [&[u8]; 8] = [
@@ -51,30 +48,16 @@ fn build_tarball(path: &Path) -> (u64, usize) {
         header.set_cksum();
         total += data.len() as u64;
         count += 1;
-        builder
-            .append_data(&mut header, name, data.as_slice())
-            .expect("append");
+        builder.append_data(&mut header, name, data.as_slice()).expect("append");
     };
     for i in 0..8_500 {
         let len = 2_000 + (i * 7_919) % 38_000;
-        add(
-            &mut builder,
-            format!("package/lib/m{}/file{i}.js", i % 50),
-            text(len),
-        );
+        add(&mut builder, format!("package/lib/m{}/file{i}.js", i % 50), text(len));
     }
     for i in 0..16 {
-        add(
-            &mut builder,
-            format!("package/dist/bundle{i}.js"),
-            text(2 << 20),
-        );
+        add(&mut builder, format!("package/dist/bundle{i}.js"), text(2 << 20));
     }
-    builder
-        .into_inner()
-        .expect("finish tar")
-        .finish()
-        .expect("finish gzip");
+    builder.into_inner().expect("finish tar").finish().expect("finish gzip");
     (total, count)
 }
 
@@ -88,11 +71,7 @@ fn main() {
     let tarball = work.path().join("package.tgz");
     let (bytes, files) = build_tarball(&tarball);
     let size = std::fs::metadata(&tarball).expect("stat").len();
-    println!(
-        "tarball: {files} files, {:.1} MB unpacked, {:.1} MB gzipped",
-        bytes as f64 / 1e6,
-        size as f64 / 1e6
-    );
+    println!("tarball: {files} files, {:.1} MB unpacked, {:.1} MB gzipped", bytes as f64 / 1e6, size as f64 / 1e6);
 
     let mut tend_times = Vec::new();
     let mut tar_times = Vec::new();
@@ -101,12 +80,8 @@ fn main() {
         let dest = work.path().join(format!("tend-{run}"));
         std::fs::create_dir(&dest).expect("mkdir");
         let start = Instant::now();
-        let fd = rustix::fs::open(&dest, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-            .expect("open dest");
-        let reader = std::io::BufReader::with_capacity(
-            256 << 10,
-            std::fs::File::open(&tarball).expect("open tarball"),
-        );
+        let fd = rustix::fs::open(&dest, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).expect("open dest");
+        let reader = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(&tarball).expect("open tarball"));
         let got = extract(reader, &fd, &limits).expect("extract");
         let elapsed = start.elapsed();
         assert_eq!(got.bytes, bytes);
@@ -114,13 +89,7 @@ fn main() {
         let dest = work.path().join(format!("tar-{run}"));
         std::fs::create_dir(&dest).expect("mkdir");
         let start = Instant::now();
-        let status = Command::new("tar")
-            .arg("-xzf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&dest)
-            .status()
-            .expect("run tar");
+        let status = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&dest).status().expect("run tar");
         let tar_elapsed = start.elapsed();
         assert!(status.success());
         if run > 0 {
@@ -132,16 +101,7 @@ fn main() {
         std::fs::remove_dir_all(work.path().join(format!("tar-{run}"))).ok();
     }
     let (tend, tar) = (median(tend_times), median(tar_times));
-    println!(
-        "tend extract   median {:>8.1} ms  ({RUNS} runs)",
-        tend.as_secs_f64() * 1e3
-    );
-    println!(
-        "tar -xzf       median {:>8.1} ms  ({RUNS} runs)",
-        tar.as_secs_f64() * 1e3
-    );
-    println!(
-        "tar / tend     {:.2}x  (target: >= 1.00, tend at least as fast)",
-        tar.as_secs_f64() / tend.as_secs_f64()
-    );
+    println!("tend extract   median {:>8.1} ms  ({RUNS} runs)", tend.as_secs_f64() * 1e3);
+    println!("tar -xzf       median {:>8.1} ms  ({RUNS} runs)", tar.as_secs_f64() * 1e3);
+    println!("tar / tend     {:.2}x  (target: >= 1.00, tend at least as fast)", tar.as_secs_f64() / tend.as_secs_f64());
 }

@@ -41,16 +41,10 @@ fn benches(c: &mut Criterion) {
 
     // One primitive call: (time of a run making 10,000 `dry_run()` calls - time of the same
     // run without the call) / 10,000. Criterion reports both runs; subtract them.
-    let calls = Playbook::from_source(
-        "calls.rhai",
-        "let n = 0; for i in 0..10000 { if dry_run() { n += 1; } } n",
-        dir.path(),
-    );
-    let empty = Playbook::from_source(
-        "loop.rhai",
-        "let n = 0; for i in 0..10000 { if false { n += 1; } } n",
-        dir.path(),
-    );
+    let calls =
+        Playbook::from_source("calls.rhai", "let n = 0; for i in 0..10000 { if dry_run() { n += 1; } } n", dir.path());
+    let empty =
+        Playbook::from_source("loop.rhai", "let n = 0; for i in 0..10000 { if false { n += 1; } } n", dir.path());
     let mut group = c.benchmark_group("primitive_call");
     group.sample_size(20);
     group.bench_function("run_10000_dry_run_calls", |b| {

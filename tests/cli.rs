@@ -111,7 +111,10 @@ fn api_lists_every_declared_primitive() {
     let done = Test::new().args(&["api", "--format", "json"]).run();
     let api: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
     let names: Vec<&str> = api.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["servers", "site", "dry_run", "log", "notify", "check", "check_all", "prune", "prune"]);
+    assert_eq!(
+        names,
+        ["servers", "site", "dry_run", "log", "notify", "check", "check_all", "prune", "prune", "stage", "stage"]
+    );
     assert_eq!(api[7]["scope"], "prune");
     assert_eq!(
         api[3]["params"],
