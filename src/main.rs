@@ -88,8 +88,46 @@ fn emit(text: &str) {
     }
 }
 
+fn pretty(value: &serde_json::Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
 fn print_json(value: &serde_json::Value) {
-    emit(&format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default()));
+    emit(&pretty(value));
+}
+
+/// A string field of a result, or nothing.
+fn text(value: &serde_json::Value) -> &str {
+    value.as_str().unwrap_or("")
+}
+
+/// A Rhai string literal.
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// Runs a command as a one-line playbook, so that it goes through the same lock, scope
+/// checks, audit and report as a playbook would. `Err(code)` when the run failed (its error
+/// has been printed, and with `--json` an error document too).
+fn run_inline(
+    cli: &Cli,
+    name: &str,
+    source: String,
+    options: RunOptions,
+) -> Result<Result<serde_json::Value, i32>, Error> {
+    let site = Site::discover(cli.site.as_deref())?;
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let report = Runtime::new(site).run(&Playbook::from_source(name, source, cwd), options)?;
+    match &report.error {
+        Some(error) => {
+            eprintln!("error: {}", error.message);
+            if cli.json {
+                print_json(&json!({ "error": error }));
+            }
+            Ok(Err(report.exit_code()))
+        }
+        None => Ok(Ok(report.result)),
+    }
 }
 
 /// One line per server: what runs, what the registry has, what the policy offers and why.
@@ -141,104 +179,59 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             Ok(report.exit_code())
         }
         Command::Check { names } => {
-            let site = Site::discover(cli.site.as_deref())?;
             let source = if names.is_empty() {
                 "check_all()".to_owned()
             } else {
-                let calls: Vec<String> =
-                    names.iter().map(|n| format!("check({})", serde_json::to_string(n).unwrap_or_default())).collect();
+                let calls: Vec<String> = names.iter().map(|n| format!("check({})", quote(n))).collect();
                 format!("[{}]", calls.join(", "))
             };
             let options = RunOptions { token: token(&cli)?, now: clock()?, ..RunOptions::default() };
-            let cwd = std::env::current_dir().unwrap_or_default();
-            let report = Runtime::new(site).run(&Playbook::from_source("tend check", source, cwd), options)?;
-            if let Some(error) = &report.error {
-                eprintln!("error: {}", error.message);
-                if cli.json {
-                    print_json(&json!({ "error": error }));
-                }
-                return Ok(report.exit_code());
-            }
-            if cli.json {
-                print_json(&report.result);
-            } else {
-                emit(&check_table(&report.result));
-            }
+            let result = match run_inline(&cli, "tend check", source, options)? {
+                Ok(result) => result,
+                Err(code) => return Ok(code),
+            };
+            emit(&if cli.json { pretty(&result) } else { check_table(&result) });
             Ok(0)
         }
         Command::Stage { name, version, dry_run } => {
-            let site = Site::discover(cli.site.as_deref())?;
-            let quote = |t: &str| serde_json::to_string(t).unwrap_or_default();
             let source = match version {
                 Some(v) => format!("stage({}, {})", quote(name), quote(v)),
                 None => format!("stage({})", quote(name)),
             };
             let options = RunOptions { token: token(&cli)?, dry_run: *dry_run, now: clock()?, ..RunOptions::default() };
-            let cwd = std::env::current_dir().unwrap_or_default();
-            let report = Runtime::new(site).run(&Playbook::from_source("tend stage", source, cwd), options)?;
-            if let Some(error) = &report.error {
-                eprintln!("error: {}", error.message);
-                if cli.json {
-                    print_json(&json!({ "error": error }));
-                }
-                return Ok(report.exit_code());
-            }
-            if cli.json {
-                print_json(&report.result);
+            let r = match run_inline(&cli, "tend stage", source, options)? {
+                Ok(result) => result,
+                Err(code) => return Ok(code),
+            };
+            let verb = if r["reused"] == true {
+                "already staged"
+            } else if *dry_run {
+                "would stage"
             } else {
-                let r = &report.result;
-                let verb = if r["reused"] == true {
-                    "already staged"
-                } else if *dry_run {
-                    "would stage"
-                } else {
-                    "staged"
-                };
-                emit(&format!(
-                    "{} {} {verb}: {}\n",
-                    r["name"].as_str().unwrap_or(""),
-                    r["version"].as_str().unwrap_or(""),
-                    r["path"].as_str().unwrap_or("")
-                ));
-            }
+                "staged"
+            };
+            let line = format!("{} {} {verb}: {}\n", text(&r["name"]), text(&r["version"]), text(&r["path"]));
+            emit(&if cli.json { pretty(&r) } else { line });
             Ok(0)
         }
         Command::Verify { name, version } => {
             let site = Site::discover(cli.site.as_deref())?;
-            let result = tend::ops::stage::verify(&site, name, version.as_deref())?;
-            if cli.json {
-                print_json(&result);
-            } else {
-                emit(&format!(
-                    "{} {} verifies: {}\n",
-                    name,
-                    result["version"].as_str().unwrap_or(""),
-                    result["digest"].as_str().unwrap_or("")
-                ));
-            }
+            let r = tend::ops::stage::verify(&site, name, version.as_deref())?;
+            let line = format!("{name} {} verifies: {}\n", text(&r["version"]), text(&r["digest"]));
+            emit(&if cli.json { pretty(&r) } else { line });
             Ok(0)
         }
         Command::Prune { dry_run } => {
-            let site = Site::discover(cli.site.as_deref())?;
             let token = token(&cli)?;
             // Without a token prune can only show its plan: that is the safe default.
             let options = RunOptions { dry_run: *dry_run || token.is_none(), token, ..RunOptions::default() };
-            let cwd = std::env::current_dir().unwrap_or_default();
-            let report = Runtime::new(site).run(&Playbook::from_source("tend prune", "prune()", cwd), options)?;
-            if let Some(error) = &report.error {
-                eprintln!("error: {}", error.message);
-                if cli.json {
-                    print_json(&json!({ "error": error }));
-                }
-                return Ok(report.exit_code());
-            }
+            let raw = match run_inline(&cli, "tend prune", "prune()".to_owned(), options)? {
+                Ok(result) => result,
+                Err(code) => return Ok(code),
+            };
             let result: tend::ops::prune::PruneReport =
-                serde_json::from_value(report.result.clone()).map_err(|e| Error::failed(format!("prune: {e}")))?;
-            if cli.json {
-                print_json(&report.result);
-            } else {
-                emit(&result.table());
-            }
+                serde_json::from_value(raw.clone()).map_err(|e| Error::failed(format!("prune: {e}")))?;
+            emit(&if cli.json { pretty(&raw) } else { result.table() });
             for error in &result.errors {
                 eprintln!("error: {error}");
             }
