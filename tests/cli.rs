@@ -1477,15 +1477,28 @@ fn stage_installs_a_verified_immutable_release_and_is_idempotent() {
 
 #[test]
 fn stage_installs_production_dependencies_from_the_site_registry() {
-    let (_registry, test) = stage_site();
-    let done = test.args(&["--token-file", "token", "stage", "with-dep", "1.0.0"]).run();
-    let release = done.path().join("root/servers/with-dep/releases/1.0.0");
+    let (registry, test) = stage_site();
+    // A devDependency that no registry has: staging must not even resolve it.
+    let dev = registry.stage_fixture("tend-fixture-with-dep", "1.0.1", |pkg| {
+        pkg.insert("devDependencies".into(), serde_json::json!({"tend-fixture-ghost": "^1.0.0"}));
+    });
+    registry.publish(dev.path());
+    let done = test.args(&["--token-file", "token", "stage", "with-dep", "1.0.1"]).run();
+    let release = done.path().join("root/servers/with-dep/releases/1.0.1");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(release.join("package.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["devDependencies"],
+        serde_json::json!({"tend-fixture-ghost": "^1.0.0"}),
+        "the package's own package.json is kept"
+    );
+    assert!(!release.join(".package.json.tend-original").exists());
     let dep: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(release.join("node_modules/tend-fixture-basic/package.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(dep["version"], "1.1.0");
-    assert!(done.path().join("root/staging/with-dep-1.0.0.log").is_file());
+    assert!(done.path().join("root/staging/with-dep-1.0.1.log").is_file());
     no_partials(&done.path().join("root"));
 }
 

@@ -162,7 +162,23 @@ fn finish(
     }
     let has_deps = manifest.get("dependencies").and_then(Value::as_object).is_some_and(|d| !d.is_empty());
     if has_deps {
+        // npm resolves devDependencies even with --omit=dev (it only skips installing them),
+        // so it sees a package.json without them; the package's own file is put back after.
+        let original = partial.join("package.json");
+        let aside = partial.join(".package.json.tend-original");
+        let mut production = manifest.clone();
+        if let Some(map) = production.as_object_mut() {
+            map.remove("devDependencies");
+        }
+        call.execute(&Plan::new().with(Effect::Rename { from: original.clone(), to: aside.clone() }).with(
+            Effect::WriteFile {
+                path: original.clone(),
+                contents: serde_json::to_vec_pretty(&production).unwrap_or_default(),
+                mode: 0o644,
+            },
+        ))?;
         let log = install_dependencies(partial, registry).map_err(|e| fail(e.message().to_owned()));
+        call.execute(&Plan::new().with(Effect::Rename { from: aside, to: original }))?;
         let (text, outcome) = match log {
             Ok(text) => (text, Ok(())),
             Err(e) => (e.message().to_owned(), Err(e)),

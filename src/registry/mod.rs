@@ -161,9 +161,7 @@ impl Client {
                         _ => return Err(failed(format!("HTTP {status}"))),
                     }
                 }
-                Err(e) if attempt <= self.retries && (e.is_connect() || e.is_timeout() || e.is_request()) => {
-                    e.to_string()
-                }
+                Err(e) if attempt <= self.retries && retryable(&e) => e.to_string(),
                 Err(e) => {
                     return Err(failed(format!("cannot reach the registry: {}", root_cause(&e))));
                 }
@@ -209,13 +207,19 @@ impl Client {
                     }
                     format!("HTTP {status}")
                 }
-                Err(e) if attempt <= self.retries && (e.is_connect() || e.is_timeout()) => e.to_string(),
+                Err(e) if attempt <= self.retries && retryable(&e) => e.to_string(),
                 Err(e) => return Err(failed(format!("cannot download: {}", root_cause(&e)))),
             };
             tracing::debug!("{package}: {why}; retrying the download (attempt {attempt})");
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
         }
     }
+}
+
+/// Connection failures and timeouts are worth another try; a certificate the host does not
+/// trust will not change.
+fn retryable(e: &reqwest::Error) -> bool {
+    (e.is_connect() || e.is_timeout() || e.is_request()) && !root_cause(e).contains("certificate")
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {

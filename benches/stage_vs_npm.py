@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""Time `tend stage` of a real MCP server against a plain `npm install`, side by side.
+
+Requirement: `tend stage` of a real MCP server package adds at most 15% wall
+time over a plain `npm install --omit=dev --ignore-scripts <pkg>@<version>` of
+the same package into an empty folder, against the same registry.
+
+Usage (from anywhere; paths are resolved relative to this file's repository):
+
+    python3 benches/stage_vs_npm.py [--runs N] [--no-build] [--tend PATH]
+                                    [--registry URL] [--loopback-proxy] [--json]
+
+    options:
+      --runs N          timed runs of each side (default 5), after one warm-up each
+      --no-build        do not run `cargo build --release` first
+      --tend PATH       time this binary instead of target/release/tend
+                        (implies --no-build)
+      --registry URL    the registry both sides use (default the public one,
+                        https://registry.npmjs.org/)
+      --loopback-proxy  put the forwarding proxy of benches/check_vs_ncu.py
+                        (Python stdlib, HTTP on 127.0.0.1) in front of
+                        --registry and point BOTH sides at it: for hosts whose
+                        egress intercepts TLS with a private CA, which tend
+                        (bundled Mozilla roots only) rejects.  Here the proxy
+                        also rewrites the upstream's URL in JSON answers to its
+                        own, so that the tarball URLs of packuments (which tend
+                        downloads as they are) lead to the proxy too; npm would
+                        rewrite registry.npmjs.org tarball hosts to --registry
+                        by itself anyway (replace-registry-host).  Upstream
+                        connections are pooled and kept alive across runs.
+                        npm is then also timed straight against --registry
+                        ("npm direct", same command) each round, to show what
+                        the proxy changes.
+      --json            print the figures as JSON instead of a table
+
+This script imports the measurement helpers and the proxy from
+benches/check_vs_ncu.py, which must sit beside it.
+
+The package: @modelcontextprotocol/server-memory at a fixed real release
+(PACKAGE / VERSION below; one runtime dependency, @modelcontextprotocol/sdk,
+which pulls in ~90 packages).
+
+What is timed (time.perf_counter() around Popen + os.wait4 of a direct child;
+stdout to /dev/null):
+
+    tend:  TEND_TOKEN=<token> <tend> --site <tmp>/tend.toml -q --json stage memory <VERSION>
+           <tmp>/tend.toml:  root = "<tmp>/root", registry = "<registry>",
+                             [auth] tokens = [{ name = "bench", sha256 = "<sha256 of
+                             the token>", scopes = ["stage"] }]
+           <tmp>/.mcp.json:  "memory": {"command": "npx",
+                             "args": ["-y", "@modelcontextprotocol/server-memory@<VERSION>"]}
+           <root>/servers and <root>/staging are deleted before each run
+           (outside the timed span), so every run really stages: packument,
+           tarball download, sha512 check, extraction, `npm install --omit=dev
+           --ignore-scripts` of the dependencies, tree digest, release.json,
+           rename.  The packument cache (<root>/state/cache) is kept.
+    npm:   npm install --omit=dev --ignore-scripts --no-audit --no-fund
+               --registry <registry> @modelcontextprotocol/server-memory@<VERSION>
+           in a fresh empty temp folder each run (made before, removed after,
+           outside the timed span).
+
+npm's cache (~/.npm, or whatever the npm config says) is left as it is and is
+shared: after the warm-up runs it is warm for both sides (tarballs are found
+by integrity; packuments are revalidated or reused as npm decides), so the
+figures compare staging with a warm npm cache, which is how a host that runs
+tend from cron would see it.  tend's own download of the package's packument
+and tarball does not go through npm's cache.
+
+One warm-up run each (their output is checked: tend's JSON must say
+`reused: false` for the right version, and its release must hold
+node_modules; npm's folder must hold the package at that version; the number
+of packages in each tree is printed), then N rounds alternating tend, npm
+(and npm direct with --loopback-proxy).
+
+Target: tend median / npm median - 1 <= +15% (PASS/FAIL).  Missing it still
+exits 0 - it is a benchmark, not a test.  It exits non-zero only on errors
+(build failure, a run exiting non-zero, tend's JSON or either tree not what
+staging should have produced, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # no benches/__pycache__ from the import below
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_vs_ncu import (  # noqa: E402  (the sibling benchmark; shared helpers)
+    PUBLIC_REGISTRY,
+    BenchError,
+    RegistryProxy,
+    capture,
+    log,
+    resolve_tend,
+    tend_failure_hint,
+    time_once,
+    toml_string,
+)
+
+PACKAGE = "@modelcontextprotocol/server-memory"
+VERSION = "2026.1.26"  # a real release (published 2026-02-04), not the newest
+SERVER = "memory"
+TARGET_OVERHEAD = 0.15
+
+
+def write_site(tmp: Path, registry: str, token: str) -> Path:
+    sha = hashlib.sha256(token.encode()).hexdigest()
+    site = tmp / "tend.toml"
+    site.write_text(
+        f"root = {toml_string(str(tmp / 'root'))}\n"
+        f"registry = {toml_string(registry)}\n"
+        "\n"
+        "[auth]\n"
+        f'tokens = [{{ name = "bench", sha256 = "{sha}", scopes = ["stage"] }}]\n'
+    )
+    mcp = {"mcpServers": {SERVER: {"command": "npx", "args": ["-y", f"{PACKAGE}@{VERSION}"]}}}
+    (tmp / ".mcp.json").write_text(json.dumps(mcp, indent=2) + "\n")
+    return site
+
+
+def count_packages(node_modules: Path) -> int:
+    """Packages in a node_modules tree (node_modules/NAME, node_modules/@SCOPE/NAME), nested ones too."""
+    if not node_modules.is_dir():
+        return 0
+    n = 0
+    for entry in node_modules.iterdir():
+        if entry.name.startswith(".") or entry.is_symlink() or not entry.is_dir():
+            continue  # .bin, .package-lock.json
+        dirs = sorted(entry.iterdir()) if entry.name.startswith("@") else [entry]
+        for d in dirs:
+            if d.is_dir() and not d.is_symlink() and (d / "package.json").is_file():
+                n += 1 + count_packages(d / "node_modules")
+    return n
+
+
+def check_tend_json(stdout: bytes) -> dict:
+    try:
+        staged = json.loads(stdout)
+    except ValueError as e:
+        raise BenchError(f"tend's stdout is not JSON: {e}\n{stdout[:500]!r}") from e
+    if not isinstance(staged, dict):
+        raise BenchError(f"tend's JSON is not a staging result: {str(staged)[:500]}")
+    if staged.get("version") != VERSION or staged.get("name") != SERVER:
+        raise BenchError(f"tend staged {staged.get('name')}@{staged.get('version')}, "
+                         f"expected {SERVER}@{VERSION}")
+    if staged.get("reused") is not False:
+        raise BenchError(f"tend did not really stage (reused: {staged.get('reused')}); "
+                         "the release folder was not cleared?")
+    path = Path(str(staged.get("path", "")))
+    if not (path / "release.json").is_file():
+        raise BenchError(f"tend's release {path} has no release.json")
+    if not (path / "node_modules").is_dir():
+        raise BenchError(f"tend's release {path} has no node_modules")
+    return staged
+
+
+def check_npm_tree(folder: Path) -> None:
+    pj = folder / "node_modules" / PACKAGE / "package.json"
+    try:
+        got = json.loads(pj.read_text()).get("version")
+    except (OSError, ValueError) as e:
+        raise BenchError(f"npm's tree has no readable {pj}: {e}") from e
+    if got != VERSION:
+        raise BenchError(f"npm installed {PACKAGE}@{got}, expected {VERSION}")
+
+
+def npm_version(env: dict[str, str]) -> str | None:
+    try:
+        out = subprocess.run(["npm", "--version"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def stats(samples: list[float]) -> dict:
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "mean": statistics.fmean(samples),
+        "samples": samples,
+    }
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def positive(s: str) -> int:
+    n = int(s)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return n
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="stage_vs_npm.py",
+        description="Time `tend stage` of a real MCP server against a plain npm install.",
+    )
+    p.add_argument("--runs", type=positive, default=5, help="timed runs of each side (default 5)")
+    p.add_argument("--no-build", action="store_true", help="skip `cargo build --release`")
+    p.add_argument("--tend", metavar="PATH",
+                   help="tend binary to time (default target/release/tend; implies --no-build)")
+    p.add_argument("--registry", default=PUBLIC_REGISTRY, metavar="URL",
+                   help=f"the registry both sides use (default {PUBLIC_REGISTRY})")
+    p.add_argument("--loopback-proxy", action="store_true",
+                   help="put a forwarding proxy on 127.0.0.1 in front of --registry for both sides")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if not hasattr(os, "wait4"):
+        raise BenchError("os.wait4 is not available on this platform (needs Linux/macOS)")
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BenchError("npm not found on PATH (tend's staging needs it as well)")
+    upstream = args.registry if args.registry.endswith("/") else args.registry + "/"
+    tend_bin = resolve_tend(args)
+
+    token = secrets.token_urlsafe(32)
+    base_env = {
+        k: v for k, v in os.environ.items()
+        if k not in ("TEND_TOKEN", "TEND_LOG", "TEND_SITE", "TEND_NOW", "TEND_HOME")
+    }
+    tend_env = dict(base_env, TEND_TOKEN=token)
+    npm_env = dict(base_env)
+    version = npm_version(npm_env)
+
+    proxy = RegistryProxy(upstream, rewrite_tarballs=True) if args.loopback_proxy else None
+    with tempfile.TemporaryDirectory(prefix="tend-bench-stage-") as tmp_s:
+        if proxy is not None:
+            proxy.__enter__()
+        try:
+            registry = proxy.url if proxy is not None else upstream
+            tmp = Path(tmp_s).resolve()
+            site = write_site(tmp, registry, token)
+            root = tmp / "root"
+            peers = tmp / "npm"
+            peers.mkdir()
+
+            tend_argv = [str(tend_bin), "--site", str(site), "-q", "--json", "stage", SERVER,
+                         VERSION]
+            npm_argv = [npm, "install", "--omit=dev", "--ignore-scripts", "--no-audit",
+                        "--no-fund", "--registry", registry, f"{PACKAGE}@{VERSION}"]
+            direct_argv = npm_argv[:-2] + [upstream, npm_argv[-1]] if proxy else None
+
+            def clear_tend() -> None:
+                for sub in ("servers", "staging"):
+                    shutil.rmtree(root / sub, ignore_errors=True)
+
+            counter = iter(range(1_000_000))
+
+            def fresh_folder() -> Path:
+                d = peers / f"run{next(counter)}"
+                d.mkdir()
+                return d
+
+            log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else ""))
+            log("warm-up: tend, npm")
+            clear_tend()
+            tend_warm_ms, out, err, code = capture(tend_argv, tmp, tend_env)
+            if code != 0:
+                raise BenchError(
+                    f"tend stage failed with status {code}: {' '.join(tend_argv)}\n"
+                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+                    + tend_failure_hint(err, registry)
+                )
+            staged = check_tend_json(out)
+            tend_stderr = err.decode(errors="replace").rstrip()
+            release = Path(staged["path"])
+            tend_packages = count_packages(release / "node_modules")
+            release_files = sum(1 for p in release.rglob("*") if p.is_file())
+            staging_log = root / "staging" / f"{SERVER}-{VERSION}.log"
+            d = fresh_folder()
+            npm_warm_ms, out, err, code = capture(npm_argv, d, npm_env)
+            if code != 0:
+                raise BenchError(
+                    f"npm install failed with status {code}: {' '.join(npm_argv)}\n"
+                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+                )
+            check_npm_tree(d)
+            # npm's tree also holds the package itself; tend's release is the package.
+            npm_packages = count_packages(d / "node_modules") - 1
+            shutil.rmtree(d)
+
+            tend_ms: list[float] = []
+            npm_ms: list[float] = []
+            direct_ms: list[float] = []
+            if direct_argv is not None:
+                d = fresh_folder()
+                capture(direct_argv, d, npm_env)  # its warm-up
+                shutil.rmtree(d)
+            for i in range(args.runs):
+                log(f"round {i + 1}/{args.runs}")
+                clear_tend()
+                tend_ms.append(time_once(tend_argv, tmp, tend_env))
+                if not (release / "release.json").is_file():
+                    raise BenchError(f"tend's run {i + 1} left no {release}/release.json")
+                d = fresh_folder()
+                npm_ms.append(time_once(npm_argv, d, npm_env))
+                check_npm_tree(d)
+                shutil.rmtree(d)
+                if direct_argv is not None:
+                    d = fresh_folder()
+                    direct_ms.append(time_once(direct_argv, d, npm_env))
+                    check_npm_tree(d)
+                    shutil.rmtree(d)
+        finally:
+            if proxy is not None:
+                proxy.__exit__(None, None, None)
+
+    tend_med = statistics.median(tend_ms)
+    npm_med = statistics.median(npm_ms)
+    overhead = tend_med / npm_med - 1.0
+    ok = overhead <= TARGET_OVERHEAD
+
+    if args.json:
+        print(json.dumps({
+            "host": {
+                "platform": platform.platform(),
+                "machine": platform.machine(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+            },
+            "registry": {
+                "upstream": upstream,
+                "asked": registry,
+                "loopback_proxy": proxy is not None,
+                "proxy_requests": proxy.requests if proxy else None,
+                "proxy_upstream_connects": proxy.upstream_connects if proxy else None,
+                "proxy_errors": proxy.errors if proxy else None,
+            },
+            "package": {"name": PACKAGE, "version": VERSION},
+            "npm_cache": "shared and warm for both sides (left as it is; warm-up runs first)",
+            "runs": args.runs,
+            "tend": {"command": tend_argv, "wall_ms": stats(tend_ms),
+                     "warmup_ms": tend_warm_ms, "staged": staged,
+                     "release_files": release_files, "packages": tend_packages,
+                     "warmup_stderr": tend_stderr.splitlines()[:20]},
+            "npm": {"command": npm_argv, "version": version, "wall_ms": stats(npm_ms),
+                    "warmup_ms": npm_warm_ms, "packages": npm_packages},
+            "npm_direct": ({"command": direct_argv, "wall_ms": stats(direct_ms)}
+                           if direct_argv else None),
+            "overhead": overhead,
+            "target": {"max_overhead": TARGET_OVERHEAD, "pass": ok},
+        }, indent=2))
+        return 0
+
+    def fmt(samples: list[float]) -> str:
+        return (f"{statistics.median(samples):8.0f} ms  "
+                f"(min {min(samples):.0f}, max {max(samples):.0f})")
+
+    print()
+    print(f"package:    {PACKAGE}@{VERSION}")
+    print(f"registry:   {registry}" + (f"  (loopback proxy in front of {upstream}; "
+                                        f"{proxy.requests} requests forwarded over "
+                                        f"{proxy.upstream_connects} pooled upstream connections)"
+                                        if proxy else ""))
+    print(f"npm cache:  shared and warm for both sides (left as it is; one warm-up run each)")
+    print(f"runs:       {args.runs} each, alternating tend / npm"
+          + (" / npm direct" if direct_argv else "") + "; median wall time")
+    print()
+    print(f"tend stage    {fmt(tend_ms)}   warm-up {tend_warm_ms:.0f} ms")
+    print(f"npm install   {fmt(npm_ms)}   warm-up {npm_warm_ms:.0f} ms"
+          + (f"   (npm {version})" if version else ""))
+    if direct_argv is not None:
+        print(f"npm direct    {fmt(direct_ms)}   (the same against {upstream}, no proxy)")
+    print()
+    print(f"overhead (tend/npm - 1):  {overhead * 100:+.1f}%")
+    print(f"target <= +{TARGET_OVERHEAD * 100:.0f}%:           {verdict(ok)}")
+    print()
+    print(f"tend:  {' '.join(tend_argv)}")
+    print(f"npm:   {' '.join(npm_argv)}")
+    print(f"tend's release: {release_files} files, {tend_packages} packages in node_modules, "
+          f"digest {staged.get('digest')}")
+    print(f"npm's tree:     {npm_packages} packages besides {PACKAGE}")
+    if tend_packages != npm_packages:
+        print(f"                (the two trees differ by {tend_packages - npm_packages:+d} packages)")
+    if staging_log.is_file():
+        print(f"staging log:    {staging_log.name} kept in <root>/staging (cleared between runs)")
+    if tend_stderr:
+        print("tend stderr (warm-up):")
+        for ln in tend_stderr.splitlines()[:10]:
+            print(f"  | {ln}")
+    if proxy is not None and proxy.errors:
+        print(f"proxy errors ({len(proxy.errors)}): {proxy.errors[:5]}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
