@@ -53,17 +53,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.dont_write_bytecode = True  # no benches/__pycache__ from the import below
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
+    REPO,
+    BenchError,
+    host_info,
+    log,
+    positive,
+    print_rows,
+    resolve_tend,
+    rss_once,
+    run_main,
+    time_once,
+    toml_string,
+    verdict,
+    wall_rss_json,
+)
+
 BENCHES = REPO / "benches"
 TEND_PLAYBOOK = BENCHES / "noop.rhai"
 PEER_PLAYBOOK = BENCHES / "noop-ansible.yml"
@@ -71,14 +86,6 @@ VENV = REPO / ".local" / "bench-venv"
 
 TARGET_WALL_MS = 5.0
 TARGET_RSS_MIB = 10.0
-
-
-class BenchError(Exception):
-    """A condition that makes the benchmark meaningless; exits non-zero."""
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -112,154 +119,7 @@ class Result:
         return statistics.median(self.rsses())
 
     def as_json(self) -> dict:
-        w, r = self.walls(), self.rsses()
-        return {
-            "command": self.argv,
-            "runs": len(self.samples),
-            "wall_ms": {
-                "median": statistics.median(w),
-                "min": min(w),
-                "max": max(w),
-                "mean": statistics.fmean(w),
-                "samples": w,
-            },
-            "peak_rss_mib": {
-                "median": statistics.median(r),
-                "min": min(r),
-                "max": max(r),
-                "samples": r,
-            },
-        }
-
-
-def maxrss_to_mib(ru_maxrss: int) -> float:
-    # Linux reports KiB; macOS/BSD-derived Darwin reports bytes.
-    if sys.platform == "darwin":
-        return ru_maxrss / (1024 * 1024)
-    return ru_maxrss / 1024
-
-
-def _failure(argv: list[str], code: int, err) -> BenchError:
-    err.seek(0)
-    stderr = err.read().decode(errors="replace").rstrip()
-    what = f"signal {-code}" if code < 0 else f"status {code}"
-    return BenchError(
-        f"run failed with {what}: {' '.join(argv)}\n"
-        f"--- stderr ---\n{stderr or '(empty)'}\n--------------"
-    )
-
-
-def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Run argv once as our direct child; return its wall time in ms."""
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-        except OSError as e:
-            raise BenchError(f"cannot start {argv[0]}: {e}") from e
-        _, status, _ = os.wait4(proc.pid, 0)
-        t1 = time.perf_counter()
-        code = os.waitstatus_to_exitcode(status)
-        proc.returncode = code  # we reaped it; stop Popen from trying again
-        if code != 0:
-            raise _failure(argv, code, err)
-    return (t1 - t0) * 1000.0
-
-
-# Why peak RSS is not taken from the timing runs above: a child forked (or
-# vforked, as subprocess does) from this Python process starts life sharing or
-# copying Python's ~10-15 MiB of memory, and Linux keeps that pre-exec
-# high-water mark in the child's ru_maxrss across execve.  So a direct child's
-# ru_maxrss can never read below Python's own size - `/bin/true` would show
-# ~15 MiB, which would make the 10 MiB target unmeasurable.  Instead the
-# memory runs are forked by a tiny /bin/sh that exits at once, leaving the
-# measured process to us (we are its child subreaper, PR_SET_CHILD_SUBREAPER);
-# we then os.wait4() that exact pid, so its rusage is its own and the floor is
-# sh's ~1 MiB (`/bin/true` reads ~1 MiB, matching GNU time).
-_SPAWN_SH = '"$@" </dev/null >/dev/null & echo $!'
-_subreaper: bool | None = None
-
-
-def _become_subreaper() -> bool:
-    global _subreaper
-    if _subreaper is None:
-        _subreaper = False
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                libc = ctypes.CDLL(None, use_errno=True)
-                PR_SET_CHILD_SUBREAPER = 36
-                _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-            except (OSError, AttributeError):
-                _subreaper = False
-        if not _subreaper:
-            log(
-                "warning: cannot become a child subreaper; peak RSS is measured on "
-                "direct children and includes this Python process's size as a floor"
-            )
-    return _subreaper
-
-
-def _reap_strays() -> None:
-    """Reap orphans (e.g. ansible helpers) that were reparented to us."""
-    while True:
-        try:
-            pid, _, _ = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def rss_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Run argv once; return its own peak RSS in MiB (see the note above)."""
-    with tempfile.TemporaryFile() as err:
-        if not _become_subreaper():
-            proc = subprocess.Popen(
-                argv, cwd=cwd, env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            )
-            _, status, rusage = os.wait4(proc.pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-            proc.returncode = code
-            if code != 0:
-                raise _failure(argv, code, err)
-            return maxrss_to_mib(rusage.ru_maxrss)
-        try:
-            sh = subprocess.Popen(
-                ["/bin/sh", "-c", _SPAWN_SH, "sh", *argv],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-            )
-        except OSError as e:
-            raise BenchError(f"cannot start /bin/sh: {e}") from e
-        out = sh.stdout.read() if sh.stdout else b""
-        if sh.stdout:
-            sh.stdout.close()
-        _, sh_status, _ = os.wait4(sh.pid, 0)
-        sh.returncode = os.waitstatus_to_exitcode(sh_status)
-        try:
-            pid = int(out.strip())
-        except ValueError:
-            raise _failure(["/bin/sh", "-c", _SPAWN_SH, *argv], sh.returncode or 1, err)
-        # sh has exited, so the kernel has already reparented pid to us.
-        _, status, rusage = os.wait4(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        _reap_strays()
-        if code != 0:
-            raise _failure(argv, code, err)
-    return maxrss_to_mib(rusage.ru_maxrss)
+        return wall_rss_json(self.argv, self.walls(), self.rsses())
 
 
 def measure(name: str, argv: list[str], runs: int, cwd: Path, env: dict[str, str]) -> Result:
@@ -270,35 +130,6 @@ def measure(name: str, argv: list[str], runs: int, cwd: Path, env: dict[str, str
     result = Result(name=name, argv=argv)
     result.samples = [Sample(wall_ms=w, rss_mib=r) for w, r in zip(walls, rsses)]
     return result
-
-
-# --------------------------------------------------------------------------
-# tend
-
-
-def build_tend() -> Path:
-    cargo = shutil.which("cargo")
-    if cargo is None:
-        raise BenchError("cargo not found on PATH (use --tend PATH or --no-build)")
-    log("building: cargo build --release --bin tend")
-    proc = subprocess.run(
-        [cargo, "build", "--release", "--bin", "tend"], cwd=REPO, stdout=sys.stderr
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"cargo build --release failed (status {proc.returncode})")
-    return default_tend_path()
-
-
-def default_tend_path() -> Path:
-    target = os.environ.get("CARGO_TARGET_DIR")
-    target_dir = Path(target) if target else REPO / "target"
-    if not target_dir.is_absolute():
-        target_dir = REPO / target_dir
-    return target_dir / "release" / "tend"
-
-
-def toml_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # --------------------------------------------------------------------------
@@ -372,10 +203,6 @@ def peer_env(base: dict[str, str], tmp: Path) -> dict[str, str]:
 # Reporting
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def print_table(tend: Result, peer: Result | None, peer_note: str | None) -> None:
     rows = [("command", "runs", "median ms", "min ms", "max ms", "median peak MiB")]
     for r in (tend, peer):
@@ -392,12 +219,7 @@ def print_table(tend: Result, peer: Result | None, peer_note: str | None) -> Non
                 f"{r.median_rss:.1f}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(widths[j]) for j, c in enumerate(row) if j]
-        print("  ".join(cells))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_rows(rows)
     print()
     print(f"tend:  {' '.join(tend.argv)}")
     if peer is not None:
@@ -423,11 +245,7 @@ def as_json(
     tend: Result, peer: Result | None, peer_note: str | None, peer_version: str | None
 ) -> dict:
     out: dict = {
-        "host": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-        },
+        "host": host_info(),
         "tend": tend.as_json(),
         "peer": None,
         "ratio": None,
@@ -457,13 +275,6 @@ def as_json(
 
 
 # --------------------------------------------------------------------------
-
-
-def positive(s: str) -> int:
-    n = int(s)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return n
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -499,20 +310,7 @@ def main(argv: list[str]) -> int:
         if not f.is_file():
             raise BenchError(f"missing {f}")
 
-    if args.tend:
-        tend_bin = Path(args.tend)
-        if not tend_bin.exists():
-            found = shutil.which(args.tend)
-            if found is None:
-                raise BenchError(f"--tend {args.tend}: not found")
-            tend_bin = Path(found)
-        tend_bin = tend_bin.absolute()
-    elif args.no_build:
-        tend_bin = default_tend_path()
-    else:
-        tend_bin = build_tend()
-    if not (tend_bin.is_file() and os.access(tend_bin, os.X_OK)):
-        raise BenchError(f"tend binary not found or not executable: {tend_bin}")
+    tend_bin = resolve_tend(args)
 
     if args.install_ansible:
         install_ansible()
@@ -554,10 +352,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

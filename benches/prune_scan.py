@@ -79,7 +79,19 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.dont_write_bytecode = True  # no benches/__pycache__ from the import below
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
+    REPO,
+    BenchError,
+    log,
+    positive,
+    resolve_tend,
+    run_main,
+    toml_string,
+    verdict,
+)
+
 BENCH = REPO / ".local" / "bench-prune"
 ROOT = BENCH / "root"
 SITE = BENCH / "tend.toml"
@@ -98,14 +110,6 @@ assert len(TOP_FILES) + DIST_FILES + 2 * NODE_PACKAGES == FILES_PER_RELEASE
 DAY = 86_400.0
 INSTALL_SPREAD_DAYS = 60
 EXPECTED_RELEASE_ITEMS = SERVERS * RELEASES_PER_SERVER
-
-
-class BenchError(Exception):
-    """A condition that makes the benchmark meaningless; exits non-zero."""
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -258,51 +262,8 @@ def write_site() -> str:
     return text
 
 
-def toml_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 # --------------------------------------------------------------------------
 # tend
-
-
-def default_tend_path() -> Path:
-    target = os.environ.get("CARGO_TARGET_DIR")
-    target_dir = Path(target) if target else REPO / "target"
-    if not target_dir.is_absolute():
-        target_dir = REPO / target_dir
-    return target_dir / "release" / "tend"
-
-
-def build_tend() -> Path:
-    cargo = shutil.which("cargo")
-    if cargo is None:
-        raise BenchError("cargo not found on PATH (use --tend PATH or --no-build)")
-    log("building: cargo build --release --bin tend")
-    proc = subprocess.run(
-        [cargo, "build", "--release", "--bin", "tend"], cwd=REPO, stdout=sys.stderr
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"cargo build --release failed (status {proc.returncode})")
-    return default_tend_path()
-
-
-def resolve_tend(args: argparse.Namespace) -> Path:
-    if args.tend:
-        tend = Path(args.tend)
-        if not tend.exists():
-            found = shutil.which(args.tend)
-            if found is None:
-                raise BenchError(f"--tend {args.tend}: not found")
-            tend = Path(found)
-        tend = tend.absolute()
-    elif args.no_build:
-        tend = default_tend_path()
-    else:
-        tend = build_tend()
-    if not (tend.is_file() and os.access(tend, os.X_OK)):
-        raise BenchError(f"tend binary not found or not executable: {tend}")
-    return tend
 
 
 def check_plan(stdout: bytes) -> dict:
@@ -369,17 +330,6 @@ def stats(samples: list[float]) -> dict:
         "max": max(samples),
         "samples": samples,
     }
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def positive(s: str) -> int:
-    n = int(s)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return n
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -512,10 +462,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

@@ -84,7 +84,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import secrets
 import shutil
 import statistics
@@ -95,16 +94,22 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # no benches/__pycache__ from the import below
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_vs_ncu import (  # noqa: E402  (the sibling benchmark; shared helpers)
-    PUBLIC_REGISTRY,
+from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     BenchError,
-    RegistryProxy,
-    capture,
+    host_info,
     log,
+    positive,
     resolve_tend,
-    tend_failure_hint,
+    run_main,
     time_once,
     toml_string,
+    verdict,
+)
+from check_vs_ncu import (  # noqa: E402  (the sibling benchmark: its registry proxy)
+    PUBLIC_REGISTRY,
+    RegistryProxy,
+    capture,
+    tend_failure_hint,
 )
 
 PACKAGE = "@modelcontextprotocol/server-memory"
@@ -191,17 +196,6 @@ def stats(samples: list[float]) -> dict:
         "mean": statistics.fmean(samples),
         "samples": samples,
     }
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def positive(s: str) -> int:
-    n = int(s)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return n
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -330,12 +324,7 @@ def main(argv: list[str]) -> int:
 
     if args.json:
         print(json.dumps({
-            "host": {
-                "platform": platform.platform(),
-                "machine": platform.machine(),
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-            },
+            "host": host_info() | {"cpus": os.cpu_count()},
             "registry": {
                 "upstream": upstream,
                 "asked": registry,
@@ -402,10 +391,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

@@ -1,0 +1,280 @@
+"""Helpers shared by the Python benchmarks in benches/ (not a benchmark itself).
+
+The scripts import this with their own folder put first on sys.path, so they
+run from any working directory:
+
+    sys.dont_write_bytecode = True  # no benches/__pycache__
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchlib import ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class BenchError(Exception):
+    """A condition that makes the benchmark meaningless; exits non-zero."""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_main(main: Callable[[list[str]], int]) -> None:
+    """The scripts' entry point: exit 1 on BenchError, 130 on ^C."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+# --------------------------------------------------------------------------
+# Measurement
+
+
+def maxrss_to_mib(ru_maxrss: int) -> float:
+    # Linux reports KiB; macOS/BSD-derived Darwin reports bytes.
+    if sys.platform == "darwin":
+        return ru_maxrss / (1024 * 1024)
+    return ru_maxrss / 1024
+
+
+def _failure(argv: list[str], code: int, err) -> BenchError:
+    err.seek(0)
+    stderr = err.read().decode(errors="replace").rstrip()
+    what = f"signal {-code}" if code < 0 else f"status {code}"
+    return BenchError(
+        f"run failed with {what}: {' '.join(argv)}\n"
+        f"--- stderr ---\n{stderr or '(empty)'}\n--------------"
+    )
+
+
+def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Run argv once as our direct child; return its wall time in ms."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        except OSError as e:
+            raise BenchError(f"cannot start {argv[0]}: {e}") from e
+        _, status, _ = os.wait4(proc.pid, 0)
+        t1 = time.perf_counter()
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code  # we reaped it; stop Popen from trying again
+        if code != 0:
+            raise _failure(argv, code, err)
+    return (t1 - t0) * 1000.0
+
+
+# Why peak RSS is not taken from the timing runs above: a child forked (or
+# vforked, as subprocess does) from this Python process starts life sharing or
+# copying Python's ~10-15 MiB of memory, and Linux keeps that pre-exec
+# high-water mark in the child's ru_maxrss across execve.  So a direct child's
+# ru_maxrss can never read below Python's own size - `/bin/true` would show
+# ~15 MiB, which would make the 10 MiB target unmeasurable.  Instead the
+# memory runs are forked by a tiny /bin/sh that exits at once, leaving the
+# measured process to us (we are its child subreaper, PR_SET_CHILD_SUBREAPER);
+# we then os.wait4() that exact pid, so its rusage is its own and the floor is
+# sh's ~1 MiB (`/bin/true` reads ~1 MiB, matching GNU time).
+_SPAWN_SH = '"$@" </dev/null >/dev/null & echo $!'
+_subreaper: bool | None = None
+
+
+def _become_subreaper() -> bool:
+    global _subreaper
+    if _subreaper is None:
+        _subreaper = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                PR_SET_CHILD_SUBREAPER = 36
+                _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            except (OSError, AttributeError):
+                _subreaper = False
+        if not _subreaper:
+            log(
+                "warning: cannot become a child subreaper; peak RSS is measured on "
+                "direct children and includes this Python process's size as a floor"
+            )
+    return _subreaper
+
+
+def _reap_strays() -> None:
+    """Reap orphans (e.g. ansible helpers) that were reparented to us."""
+    while True:
+        try:
+            pid, _, _ = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def rss_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Run argv once; return its own peak RSS in MiB (see the note above)."""
+    with tempfile.TemporaryFile() as err:
+        if not _become_subreaper():
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            )
+            _, status, rusage = os.wait4(proc.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            proc.returncode = code
+            if code != 0:
+                raise _failure(argv, code, err)
+            return maxrss_to_mib(rusage.ru_maxrss)
+        try:
+            sh = subprocess.Popen(
+                ["/bin/sh", "-c", _SPAWN_SH, "sh", *argv],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        except OSError as e:
+            raise BenchError(f"cannot start /bin/sh: {e}") from e
+        out = sh.stdout.read() if sh.stdout else b""
+        if sh.stdout:
+            sh.stdout.close()
+        _, sh_status, _ = os.wait4(sh.pid, 0)
+        sh.returncode = os.waitstatus_to_exitcode(sh_status)
+        try:
+            pid = int(out.strip())
+        except ValueError:
+            raise _failure(["/bin/sh", "-c", _SPAWN_SH, *argv], sh.returncode or 1, err)
+        # sh has exited, so the kernel has already reparented pid to us.
+        _, status, rusage = os.wait4(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        _reap_strays()
+        if code != 0:
+            raise _failure(argv, code, err)
+    return maxrss_to_mib(rusage.ru_maxrss)
+
+
+def wall_rss_json(argv: list[str], w: list[float], r: list[float]) -> dict:
+    """The JSON figures of one command: wall times (ms) and peak RSS (MiB)."""
+    return {
+        "command": argv,
+        "runs": len(w),
+        "wall_ms": {
+            "median": statistics.median(w),
+            "min": min(w),
+            "max": max(w),
+            "mean": statistics.fmean(w),
+            "samples": w,
+        },
+        "peak_rss_mib": {
+            "median": statistics.median(r),
+            "min": min(r),
+            "max": max(r),
+            "samples": r,
+        },
+    }
+
+
+# --------------------------------------------------------------------------
+# tend
+
+
+def default_tend_path() -> Path:
+    target = os.environ.get("CARGO_TARGET_DIR")
+    target_dir = Path(target) if target else REPO / "target"
+    if not target_dir.is_absolute():
+        target_dir = REPO / target_dir
+    return target_dir / "release" / "tend"
+
+
+def build_tend() -> Path:
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        raise BenchError("cargo not found on PATH (use --tend PATH or --no-build)")
+    log("building: cargo build --release --bin tend")
+    proc = subprocess.run(
+        [cargo, "build", "--release", "--bin", "tend"], cwd=REPO, stdout=sys.stderr
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"cargo build --release failed (status {proc.returncode})")
+    return default_tend_path()
+
+
+def resolve_tend(args: argparse.Namespace) -> Path:
+    """The tend binary to time, from --tend / --no-build (building it otherwise)."""
+    if args.tend:
+        tend = Path(args.tend)
+        if not tend.exists():
+            found = shutil.which(args.tend)
+            if found is None:
+                raise BenchError(f"--tend {args.tend}: not found")
+            tend = Path(found)
+        tend = tend.absolute()
+    elif args.no_build:
+        tend = default_tend_path()
+    else:
+        tend = build_tend()
+    if not (tend.is_file() and os.access(tend, os.X_OK)):
+        raise BenchError(f"tend binary not found or not executable: {tend}")
+    return tend
+
+
+def toml_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --------------------------------------------------------------------------
+# Reporting and arguments
+
+
+def host_info() -> dict:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def print_rows(rows: list[tuple[str, ...]]) -> None:
+    """Print rows as a table: first column left-aligned, a rule under the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(widths[j]) for j, c in enumerate(row) if j]
+        print("  ".join(cells))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def positive(s: str) -> int:
+    n = int(s)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return n
