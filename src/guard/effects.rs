@@ -204,19 +204,11 @@ fn apply_one(jail: &Jail, effect: &Effect, declared: &[PathBuf]) -> Result<()> {
     }
 }
 
-/// Builds the archive in a temp file, reads every entry back, then renames it into place.
+/// Builds the archive in a temp file and reads every entry back before it is renamed into place.
 fn write_archive(dir: &OwnedFd, name: &OsStr, base: &Path, sources: &[PathBuf]) -> std::io::Result<()> {
     use std::io::{Seek, SeekFrom};
-    let temp = temp_name(name).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let result = (|| {
-        let fd = rustix::fs::openat(
-            dir,
-            &temp,
-            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )?;
-        let file = std::fs::File::from(fd);
-        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
+    replace_atomically(dir, name, 0o644, |file| {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(&mut *file, flate2::Compression::default()));
         builder.follow_symlinks(false);
         let mut written = 0usize;
         for source in sources {
@@ -231,11 +223,10 @@ fn write_archive(dir: &OwnedFd, name: &OsStr, base: &Path, sources: &[PathBuf]) 
             }
             written += 1;
         }
-        let mut file = builder.into_inner()?.finish()?;
-        file.sync_all()?;
+        builder.into_inner()?.finish()?;
         // Verify: the archive decompresses and lists at least one entry per source.
         file.seek(SeekFrom::Start(0))?;
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&file));
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&mut *file));
         let mut entries = 0usize;
         for entry in archive.entries()? {
             let mut entry = entry?;
@@ -245,14 +236,8 @@ fn write_archive(dir: &OwnedFd, name: &OsStr, base: &Path, sources: &[PathBuf]) 
         if entries < written {
             return Err(std::io::Error::other(format!("the archive reads back {entries} entries for {written} items")));
         }
-        rustix::fs::renameat(dir, &temp, dir, name)?;
-        rustix::fs::fsync(dir)?;
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
-    }
-    result
+    })
 }
 
 fn create_dir_all(jail: &Jail, path: &Path) -> Result<()> {
@@ -297,16 +282,27 @@ fn temp_name(name: &OsStr) -> Result<OsString> {
 
 /// Temp file in the same directory, write, fsync, rename over, fsync the directory.
 pub(crate) fn write_atomic(dir: &OwnedFd, name: &OsStr, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    replace_atomically(dir, name, mode, |file| file.write_all(contents))
+}
+
+/// Fills a new same-directory temp file with `fill`, fsyncs it, renames it over `name` and
+/// fsyncs the directory; on any failure the temp file is removed and `name` is untouched.
+fn replace_atomically(
+    dir: &OwnedFd,
+    name: &OsStr,
+    mode: u32,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let temp = temp_name(name).map_err(|e| std::io::Error::other(e.to_string()))?;
     let result = (|| {
         let fd = rustix::fs::openat(
             dir,
             &temp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode),
         )?;
         let mut file = std::fs::File::from(fd);
-        file.write_all(contents)?;
+        fill(&mut file)?;
         file.sync_all()?;
         rustix::fs::renameat(dir, &temp, dir, name)?;
         rustix::fs::fsync(dir)?;
