@@ -159,7 +159,7 @@ fn plan_staging(scan: &Scan<'_>, items: &mut Vec<Item>) {
             continue;
         };
         let Some(mtime) = mtime(&entry) else { continue };
-        items.push(aged(scan, &entry, category, None, scan.age_of(mtime), limit, &retention, archive));
+        items.push(aged(&entry, category, None, scan.age_of(mtime), limit, &retention, archive));
     }
 }
 
@@ -178,14 +178,13 @@ fn plan_aged_files(scan: &Scan<'_>, dir: &Path, category: &str, ours: fn(&str) -
             continue;
         }
         let Some(mtime) = mtime(&entry) else { continue };
-        items.push(aged(scan, &entry, category, None, scan.age_of(mtime), limit, &retention, archive));
+        items.push(aged(&entry, category, None, scan.age_of(mtime), limit, &retention, archive));
     }
 }
 
 /// An item kept or removed by age against `limit_days`.
 #[allow(clippy::too_many_arguments)]
 fn aged(
-    scan: &Scan<'_>,
     path: &Path,
     category: &str,
     server: Option<&str>,
@@ -194,7 +193,6 @@ fn aged(
     retention: &Retention,
     archive: Category,
 ) -> Item {
-    let _ = scan;
     let limit = days(limit_days);
     let (action, reason) = if age > limit {
         let action =
@@ -295,16 +293,7 @@ fn plan_backups(scan: &Scan<'_>, items: &mut Vec<Item>) {
                     None,
                 )
             } else {
-                aged(
-                    scan,
-                    &path,
-                    "backups",
-                    Some(&server),
-                    age,
-                    retention.backups_days.0,
-                    &retention,
-                    Category::Backups,
-                )
+                aged(&path, "backups", Some(&server), age, retention.backups_days.0, &retention, Category::Backups)
             };
             items.push(it);
         }
