@@ -74,6 +74,21 @@ pub enum Command {
         /// The version (default: the current release).
         version: Option<String>,
     },
+    /// Run the health suites against the live server or an installed release; exit 1 when one fails.
+    Test {
+        /// The server.
+        name: String,
+        /// Test this installed release instead of the live server.
+        #[arg(long, value_name = "VERSION")]
+        release: Option<String>,
+    },
+    /// Accept a changed tool surface for exactly this release (needs the deploy scope).
+    Approve {
+        /// The server.
+        name: String,
+        /// The installed release whose tool surface to accept.
+        version: String,
+    },
     /// Remove what retention no longer keeps; without a token, only show it.
     Prune {
         /// Show what would be removed, removing nothing.

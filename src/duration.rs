@@ -15,6 +15,10 @@ impl HumanDuration {
         HumanDuration(Duration::from_secs(secs))
     }
 
+    pub const fn from_millis(ms: u64) -> Self {
+        HumanDuration(Duration::from_millis(ms))
+    }
+
     pub fn as_duration(self) -> Duration {
         self.0
     }

@@ -42,6 +42,16 @@ impl Layout {
         self.server(name).join("previous")
     }
 
+    /// The last health results of a server, per version: `state/health/<name>.json`.
+    pub fn health(&self, name: &str) -> PathBuf {
+        self.state().join("health").join(format!("{name}.json"))
+    }
+
+    /// Tool surfaces approved with `tend approve`: `state/approvals.json`.
+    pub fn approvals(&self) -> PathBuf {
+        self.state().join("approvals.json")
+    }
+
     pub fn staging(&self) -> PathBuf {
         self.root.join("staging")
     }

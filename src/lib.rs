@@ -42,6 +42,7 @@ mod error;
 pub mod extract;
 pub mod guard;
 pub mod layout;
+pub mod mcp;
 pub mod ops;
 pub mod proc;
 pub mod registry;

@@ -149,6 +149,54 @@ fn check_table(results: &serde_json::Value) -> String {
     out
 }
 
+/// `tend test`'s table: one line per suite with its figures (and limits), then what failed.
+fn health_table(r: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{} {} ({}): {} in {} ms\n  {}\n",
+        text(&r["name"]),
+        r["version"].as_str().unwrap_or("?"),
+        text(&r["target"]),
+        if r["passed"] == true { "passed" } else { "FAILED" },
+        r["duration_ms"],
+        text(&r["command"]),
+    );
+    out.push_str(&format!("{:<14} {:<8} {}\n", "SUITE", "RESULT", "FIGURES (LIMIT)"));
+    for (suite, s) in r["suites"].as_object().into_iter().flatten() {
+        let figures: Vec<String> = s["figures"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                let value = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                match s["limits"].get(k) {
+                    Some(limit) => {
+                        format!("{k} {value} ({})", limit.as_str().map_or_else(|| limit.to_string(), str::to_owned))
+                    }
+                    None => format!("{k} {value}"),
+                }
+            })
+            .collect();
+        let detail = match s["skipped"].as_str() {
+            Some(why) => why.to_owned(),
+            None => figures.join(", "),
+        };
+        out.push_str(&format!("{:<14} {:<8} {detail}\n", suite, text(&s["status"])));
+    }
+    for error in r["errors"].as_array().into_iter().flatten() {
+        out.push_str(&format!("error: {}\n", text(error)));
+    }
+    for warning in r["warnings"].as_array().into_iter().flatten() {
+        out.push_str(&format!("warning: {}\n", text(warning)));
+    }
+    if let Some(stderr) = r["stderr"].as_str() {
+        out.push_str("stderr of the server (last lines):\n");
+        for line in stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev() {
+            out.push_str(&format!("  | {line}\n"));
+        }
+    }
+    out
+}
+
 fn execute(cli: Cli) -> Result<i32, Error> {
     match &cli.command {
         Command::Run(args) => {
@@ -218,6 +266,30 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             let site = Site::discover(cli.site.as_deref())?;
             let r = tend::ops::stage::verify(&site, name, version.as_deref())?;
             let line = format!("{name} {} verifies: {}\n", text(&r["version"]), text(&r["digest"]));
+            emit(&if cli.json { pretty(&r) } else { line });
+            Ok(0)
+        }
+        Command::Test { name, release } => {
+            let source = match release {
+                Some(v) => format!("health({}, #{{release: {}}})", quote(name), quote(v)),
+                None => format!("health({})", quote(name)),
+            };
+            let options = RunOptions { token: token(&cli)?, now: clock()?, ..RunOptions::default() };
+            let r = match run_inline(&cli, "tend test", source, options)? {
+                Ok(result) => result,
+                Err(code) => return Ok(code),
+            };
+            emit(&if cli.json { pretty(&r) } else { health_table(&r) });
+            Ok(if r["passed"] == true { 0 } else { 1 })
+        }
+        Command::Approve { name, version } => {
+            let source = format!("approve({}, {})", quote(name), quote(version));
+            let options = RunOptions { token: token(&cli)?, now: clock()?, ..RunOptions::default() };
+            let r = match run_inline(&cli, "tend approve", source, options)? {
+                Ok(result) => result,
+                Err(code) => return Ok(code),
+            };
+            let line = format!("{name} {version}: tool surface {} approved\n", text(&r["fingerprint"]));
             emit(&if cli.json { pretty(&r) } else { line });
             Ok(0)
         }

@@ -2,6 +2,8 @@
 //! and the library alike; `builtins()` declares the primitives over them.
 
 pub mod check;
+pub mod health;
+pub mod launch;
 pub mod prune;
 pub mod stage;
 
@@ -45,7 +47,7 @@ pub fn servers(site: &Site) -> Vec<ServerInfo> {
 }
 
 /// The version in the `release.json` that `current` points at, if any.
-fn managed_version(layout: &Layout, name: &str) -> Option<String> {
+pub(crate) fn managed_version(layout: &Layout, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(layout.current(name).join("release.json")).ok()?;
     let manifest: Value = serde_json::from_str(&text).ok()?;
     manifest.get("version")?.as_str().map(str::to_owned)
@@ -69,6 +71,8 @@ fn log(level: &str, message: &str) -> Result<()> {
 fn arg_str(args: &[Value], i: usize) -> &str {
     args.get(i).and_then(Value::as_str).unwrap_or("")
 }
+
+const HEALTH_RETURNS: &str = "#{name, version, target, command, passed, suites: #{health, compatibility, performance, resource, security, tool_surface}, metrics: #{startup_ms, latency_p50_ms, latency_p95_ms, rss_mb, load_rss_mb, cpu_percent, load_cpu_percent, threads, fds, processes}, protocol_version, server_info, tools, resources, prompts, fingerprint, tool_changes, errors, warnings, stderr, shutdown, duration_ms}";
 
 /// The primitives every runtime has.
 pub fn builtins() -> Vec<Primitive> {
@@ -119,6 +123,24 @@ pub fn builtins() -> Vec<Primitive> {
                 let (name, version) = (arg_str(&args, 0).to_owned(), arg_str(&args, 1).to_owned());
                 stage::stage(call, &name, Some(&version)).map(|s| serde_json::to_value(s).unwrap_or_default())
             }),
+        Primitive::new("health", HEALTH_RETURNS, "starts a server (the live one, or an installed release), speaks MCP to it, measures it and judges it: suites health, compatibility, performance, resource, security, tool_surface")
+            .param("name", ParamType::String)
+            .body(|call, args| {
+                let name = arg_str(&args, 0).to_owned();
+                health::health(call, &name, None).map(|r| serde_json::to_value(r).unwrap_or_default())
+            }),
+        Primitive::new("health", "as health(name)", "health with options: #{release: VERSION} tests an installed release; any [thresholds] or [probe] key, and on_tool_change, override the site's for this call")
+            .param("name", ParamType::String)
+            .param("options", ParamType::Map)
+            .body(|call, args| {
+                let name = arg_str(&args, 0).to_owned();
+                health::health(call, &name, args.get(1)).map(|r| serde_json::to_value(r).unwrap_or_default())
+            }),
+        Primitive::new("approve", "#{name, version, fingerprint}", "accepts the changed tool surface of an installed release: health passes on_tool_change = \"fail\" for exactly that fingerprint")
+            .param("name", ParamType::String)
+            .param("version", ParamType::String)
+            .scope(crate::Scope::Deploy)
+            .body(|call, args| health::approve(call, arg_str(&args, 0), arg_str(&args, 1))),
         Primitive::new("stage", "as stage(name, version)", "stage the check's candidate for a server")
             .param("name", ParamType::String)
             .scope(crate::Scope::Stage)

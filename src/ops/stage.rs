@@ -143,12 +143,8 @@ fn finish(
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .ok_or_else(|| fail("the tarball has no readable package.json".into()))?;
-    if let Some(range) = manifest.get("engines").and_then(|e| e.get("node")).and_then(Value::as_str) {
-        let node = node_version()?;
-        let ok = nodejs_semver::Range::parse(range).map(|r| r.satisfies(&node)).unwrap_or(false);
-        if !ok {
-            return Err(fail(format!("needs node {range}; this host has {node}")));
-        }
+    if let Some(unmet) = unmet_node_engine(&manifest)? {
+        return Err(fail(unmet));
     }
     let scripts: Vec<&str> = ["preinstall", "install", "postinstall"]
         .into_iter()
@@ -233,6 +229,17 @@ fn declared_bins(manifest: &Value) -> Vec<String> {
         Some(Value::Object(map)) => map.values().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     }
+}
+
+/// `needs node RANGE; this host has VERSION` when the manifest's `engines.node` excludes the
+/// installed Node.
+pub(crate) fn unmet_node_engine(manifest: &Value) -> Result<Option<String>> {
+    let Some(range) = manifest.get("engines").and_then(|e| e.get("node")).and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let node = node_version()?;
+    let ok = nodejs_semver::Range::parse(range).map(|r| r.satisfies(&node)).unwrap_or(false);
+    Ok((!ok).then(|| format!("needs node {range}; this host has {node}")))
 }
 
 fn node_version() -> Result<nodejs_semver::Version> {
@@ -345,7 +352,7 @@ pub fn tree_digest(dir: &Path) -> Result<(String, BTreeMap<String, String>)> {
     Ok((format!("sha256-{}", hex::encode(all.finalize())), files))
 }
 
-fn read_release(dir: &Path) -> Result<Value> {
+pub(crate) fn read_release(dir: &Path) -> Result<Value> {
     let path = dir.join("release.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::failed(format!("{} is not valid JSON: {e}", path.display())))

@@ -222,7 +222,7 @@ fn retryable(e: &reqwest::Error) -> bool {
     (e.is_connect() || e.is_timeout() || e.is_request()) && !root_cause(e).contains("certificate")
 }
 
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {
         current = next;

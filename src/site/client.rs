@@ -55,6 +55,10 @@ pub struct ServerEntry {
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub url: Option<String>,
+    /// HTTP headers for a `url` entry.
+    pub headers: BTreeMap<String, String>,
+    /// The working directory the client starts the server in, when the entry names one.
+    pub cwd: Option<String>,
     pub package: Option<PackageSpec>,
 }
 
@@ -112,11 +116,14 @@ impl ClientConfig {
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default();
-                let env = value
-                    .get("env")
-                    .and_then(Value::as_object)
-                    .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-                    .unwrap_or_default();
+                let strings = |key: &str| -> BTreeMap<String, String> {
+                    value
+                        .get(key)
+                        .and_then(Value::as_object)
+                        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+                        .unwrap_or_default()
+                };
+                let env = strings("env");
                 let package = command.as_deref().and_then(|c| infer_package(c, &args));
                 ServerEntry {
                     name: name.clone(),
@@ -125,6 +132,8 @@ impl ClientConfig {
                     args,
                     env,
                     url: value.get("url").and_then(Value::as_str).map(str::to_owned),
+                    headers: strings("headers"),
+                    cwd: value.get("cwd").and_then(Value::as_str).map(str::to_owned),
                     package,
                 }
             })
@@ -163,27 +172,51 @@ fn strip_position(err: &serde_json::Error) -> String {
 /// The npm package behind `npx [-y] pkg[@version] ...` (also `npx --package=pkg cmd` and
 /// `npx -p pkg cmd`). Other commands map to no package.
 pub fn infer_package(command: &str, args: &[String]) -> Option<PackageSpec> {
+    npx_invocation(command, args).map(|n| n.package)
+}
+
+/// What an `npx` line runs: the package, the bin it names (`npx -p pkg bin`), and the
+/// arguments that go to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpxInvocation {
+    pub package: PackageSpec,
+    pub bin: Option<String>,
+    pub args: Vec<String>,
+}
+
+/// Reads an `npx [-y] pkg[@version] args...` (or `npx -p pkg bin args...`) line.
+pub fn npx_invocation(command: &str, args: &[String]) -> Option<NpxInvocation> {
     let program = Path::new(command).file_name()?.to_str()?;
     if !matches!(program, "npx" | "npx.cmd") {
         return None;
     }
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
+    let mut package: Option<PackageSpec> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
         if arg == "-p" || arg == "--package" {
-            return iter.next().map(|spec| split_spec(spec));
-        }
-        if let Some(spec) = arg.strip_prefix("--package=") {
-            return Some(split_spec(spec));
-        }
-        if arg == "--" {
-            return iter.next().map(|spec| split_spec(spec));
-        }
-        if arg.starts_with('-') {
+            package = Some(split_spec(args.get(i + 1)?));
+            i += 2;
             continue;
         }
-        return Some(split_spec(arg));
+        if let Some(spec) = arg.strip_prefix("--package=") {
+            package = Some(split_spec(spec));
+            i += 1;
+            continue;
+        }
+        let first = if arg == "--" { i + 1 } else { i };
+        if arg != "--" && arg.starts_with('-') {
+            i += 1;
+            continue;
+        }
+        let word = args.get(first)?;
+        let rest = args.get(first + 1..).unwrap_or_default().to_vec();
+        return Some(match package {
+            Some(package) => NpxInvocation { package, bin: Some(word.clone()), args: rest },
+            None => NpxInvocation { package: split_spec(word), bin: None, args: rest },
+        });
     }
-    None
+    package.map(|package| NpxInvocation { package, bin: None, args: Vec::new() })
 }
 
 /// `@scope/name@1.2.3` -> (`@scope/name`, `1.2.3`); `name` -> (`name`, none).
@@ -236,6 +269,21 @@ mod tests {
             let want = want.map(|(n, v)| PackageSpec { name: n.into(), version: v.map(Into::into) });
             assert_eq!(got, want, "{command} {list:?}");
         }
+    }
+
+    #[test]
+    fn npx_lines_give_the_bin_and_the_server_arguments() {
+        let got =
+            npx_invocation("npx", &args(&["-y", "@modelcontextprotocol/server-filesystem@1.0.0", "/tmp", "/srv"]))
+                .expect("npx line");
+        assert_eq!((got.bin, got.args), (None, args(&["/tmp", "/srv"])));
+        let got = npx_invocation("npx", &args(&["-y", "-p", "pkg@2", "pkg-server", "--port", "0"])).expect("npx line");
+        assert_eq!(
+            (got.package.name.as_str(), got.bin.as_deref(), got.args),
+            ("pkg", Some("pkg-server"), args(&["--port", "0"]))
+        );
+        let got = npx_invocation("npx", &args(&["--", "tool", "-v"])).expect("npx line");
+        assert_eq!((got.package.name.as_str(), got.args), ("tool", args(&["-v"])));
     }
 
     #[test]

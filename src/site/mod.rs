@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{ClientConfig, ClientKind, PackageSpec, ServerEntry, infer_package};
+pub use client::{ClientConfig, ClientKind, NpxInvocation, PackageSpec, ServerEntry, infer_package, npx_invocation};
 pub use settings::{
-    Category, Count, Limits, LimitsLayer, Monitor, MonitorLayer, OnToolChange, Policy, PolicyLayer, Retention,
-    RetentionLayer, Thresholds, ThresholdsLayer,
+    Category, Count, Limits, LimitsLayer, Monitor, MonitorLayer, OnToolChange, Policy, PolicyLayer, Probe, ProbeLayer,
+    Retention, RetentionLayer, Thresholds, ThresholdsLayer,
 };
 
 use crate::duration::HumanDuration;
@@ -38,6 +38,8 @@ struct SiteFile {
     policy: PolicyLayer,
     #[serde(default)]
     thresholds: ThresholdsLayer,
+    #[serde(default)]
+    probe: ProbeLayer,
     #[serde(default)]
     retention: RetentionLayer,
     #[serde(default)]
@@ -127,6 +129,8 @@ struct ServerSection {
     #[serde(default)]
     thresholds: ThresholdsLayer,
     #[serde(default)]
+    probe: ProbeLayer,
+    #[serde(default)]
     retention: RetentionLayer,
     #[serde(default)]
     monitor: MonitorLayer,
@@ -139,6 +143,7 @@ pub struct ServerSettings {
     pub smoke: Vec<Smoke>,
     pub policy: Policy,
     pub thresholds: Thresholds,
+    pub probe: Probe,
     pub retention: Retention,
     pub monitor: Monitor,
 }
@@ -158,6 +163,7 @@ pub struct Site {
     pub protect: Vec<PathBuf>,
     pub policy: Policy,
     pub thresholds: Thresholds,
+    pub probe: Probe,
     pub retention: Retention,
     pub monitor: Monitor,
     pub limits: Limits,
@@ -240,6 +246,7 @@ impl Site {
             protect: parsed.paths.protect.iter().map(|p| normalize(&dir.join(p))).collect(),
             policy: Policy::default(),
             thresholds: Thresholds::default(),
+            probe: Probe::default(),
             retention: Retention::default(),
             monitor: Monitor::default(),
             limits: Limits::default(),
@@ -250,6 +257,7 @@ impl Site {
         };
         site.policy.overlay(&parsed.policy);
         site.thresholds.overlay(&parsed.thresholds);
+        site.probe.overlay(&parsed.probe);
         site.retention.overlay(&parsed.retention);
         site.monitor.overlay(&parsed.monitor);
         site.limits.overlay(&parsed.limits);
@@ -263,6 +271,7 @@ impl Site {
             smoke: Vec::new(),
             policy: self.policy.clone(),
             thresholds: self.thresholds.clone(),
+            probe: self.probe.clone(),
             retention: self.retention.clone(),
             monitor: self.monitor.clone(),
         };
@@ -271,6 +280,7 @@ impl Site {
             settings.smoke = o.smoke.clone();
             settings.policy.overlay(&o.policy);
             settings.thresholds.overlay(&o.thresholds);
+            settings.probe.overlay(&o.probe);
             settings.retention.overlay(&o.retention);
             settings.monitor.overlay(&o.monitor);
         }
@@ -301,6 +311,8 @@ impl Site {
                     args: Vec::new(),
                     env: BTreeMap::new(),
                     url: None,
+                    headers: BTreeMap::new(),
+                    cwd: None,
                     package: o.package.clone().map(|name| PackageSpec { name, version: None }),
                 });
             }
@@ -328,6 +340,7 @@ impl Site {
             "paths": { "allow": self.allow, "protect": self.protect },
             "policy": self.policy,
             "thresholds": self.thresholds,
+            "probe": self.probe,
             "retention": self.retention,
             "monitor": self.monitor,
             "limits": self.limits,

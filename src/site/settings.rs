@@ -62,6 +62,11 @@ macro_rules! settings {
             $( #[serde(default)] pub $field: Option<$ty>, )*
         }
 
+        impl $layer {
+            /// The keys this section accepts.
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+
         impl $name {
             /// Sets every value the layer names, leaving the others as they are.
             pub fn overlay(&mut self, layer: &$layer) {
@@ -129,6 +134,19 @@ settings! {
         cache_days: Count = Count(14),
         reports_days: Count = Count(30),
         archive_before_delete: Vec<Category> = vec![Category::Backups, Category::Logs],
+    }
+}
+
+settings! {
+    /// How the health probe talks to a server: a timeout for each phase, and how much it asks.
+    Probe / ProbeLayer {
+        initialize_timeout: HumanDuration = HumanDuration::from_secs(10),
+        request_timeout: HumanDuration = HumanDuration::from_secs(5),
+        call_timeout: HumanDuration = HumanDuration::from_secs(30),
+        shutdown_grace: HumanDuration = HumanDuration::from_secs(2),
+        idle_window: HumanDuration = HumanDuration::from_millis(50),
+        pings: Count = Count(10),
+        burst: Count = Count(8),
     }
 }
 
