@@ -113,7 +113,22 @@ fn api_lists_every_declared_primitive() {
     let names: Vec<&str> = api.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["servers", "site", "dry_run", "log", "notify", "check", "check_all", "prune", "prune", "stage", "stage"]
+        [
+            "servers",
+            "site",
+            "dry_run",
+            "log",
+            "notify",
+            "check",
+            "check_all",
+            "prune",
+            "prune",
+            "stage",
+            "stage",
+            "health",
+            "health",
+            "approve"
+        ]
     );
     assert_eq!(api[7]["scope"], "prune");
     assert_eq!(
@@ -1556,3 +1571,6 @@ fn stage_refuses_bad_packages_and_leaves_nothing_behind() {
     );
     assert!(!root.join("servers").exists());
 }
+
+#[path = "cli/health.rs"]
+mod health;

@@ -43,6 +43,8 @@ impl Http {
             let value = reqwest::header::HeaderValue::from_str(value).map_err(|e| format!("header `{name}`: {e}"))?;
             map.insert(name, value);
         }
+        // The client's connector needs the runtime's context when it is built.
+        let _context = runtime.enter();
         let http = reqwest::Client::builder()
             .default_headers(map)
             .user_agent(concat!("tend/", env!("CARGO_PKG_VERSION")))
@@ -55,9 +57,10 @@ impl Http {
     /// Ends the session (DELETE), if the server gave one.
     pub fn close(&mut self) {
         let Some(session) = self.state.session.take() else { return };
-        let request =
-            self.state.http.delete(&self.state.url).header(SESSION_HEADER, session).timeout(Duration::from_secs(2));
-        let _ = self.runtime.block_on(request.send());
+        let state = &self.state;
+        let _ = self.runtime.block_on(async {
+            state.http.delete(&state.url).header(SESSION_HEADER, session).timeout(Duration::from_secs(2)).send().await
+        });
     }
 }
 

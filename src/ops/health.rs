@@ -546,7 +546,7 @@ fn judge(
         } else if stopped.how == "exited" && obs.fatal.is_none() {
             h.errors.push(format!("the server exited on its own during the probe ({})", stopped.status));
         } else if stopped.how == "kill" {
-            warnings.push(format!("the server ignored TERM for {} and was killed", options.probe.shutdown_grace));
+            h.warnings.push(format!("the server ignored TERM for {} and was killed", options.probe.shutdown_grace));
         }
     }
     let health_skip = obs.unsupported_version.then_some("the handshake stopped at an unsupported protocol version");

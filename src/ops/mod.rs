@@ -123,6 +123,13 @@ pub fn builtins() -> Vec<Primitive> {
                 let (name, version) = (arg_str(&args, 0).to_owned(), arg_str(&args, 1).to_owned());
                 stage::stage(call, &name, Some(&version)).map(|s| serde_json::to_value(s).unwrap_or_default())
             }),
+        Primitive::new("stage", "as stage(name, version)", "stage the check's candidate for a server")
+            .param("name", ParamType::String)
+            .scope(crate::Scope::Stage)
+            .body(|call, args| {
+                let name = arg_str(&args, 0).to_owned();
+                stage::stage(call, &name, None).map(|s| serde_json::to_value(s).unwrap_or_default())
+            }),
         Primitive::new("health", HEALTH_RETURNS, "starts a server (the live one, or an installed release), speaks MCP to it, measures it and judges it: suites health, compatibility, performance, resource, security, tool_surface")
             .param("name", ParamType::String)
             .body(|call, args| {
@@ -141,12 +148,5 @@ pub fn builtins() -> Vec<Primitive> {
             .param("version", ParamType::String)
             .scope(crate::Scope::Deploy)
             .body(|call, args| health::approve(call, arg_str(&args, 0), arg_str(&args, 1))),
-        Primitive::new("stage", "as stage(name, version)", "stage the check's candidate for a server")
-            .param("name", ParamType::String)
-            .scope(crate::Scope::Stage)
-            .body(|call, args| {
-                let name = arg_str(&args, 0).to_owned();
-                stage::stage(call, &name, None).map(|s| serde_json::to_value(s).unwrap_or_default())
-            }),
     ]
 }

@@ -14,13 +14,13 @@
 
 #![allow(dead_code)]
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,7 +40,7 @@ const PASSWORD: &str = "tend-test-password";
 
 /// The repository root (where `Cargo.toml` is).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    super::npm::repo_root()
 }
 
 /// `tests/fixtures/packages/`.
@@ -177,7 +177,7 @@ impl Registry {
             .current_dir(dir)
             .output()
             .expect("run npm publish");
-        check_npm("npm publish", dir, &out);
+        super::npm::check_npm("npm publish", dir, &out);
     }
 
     /// Publishes `tests/fixtures/packages/<name>/` as `<name>@<version>` (tag `latest`).
@@ -444,52 +444,16 @@ enum Retry {
     Fatal(String),
 }
 
-/// Installs Verdaccio into `.local/verdaccio/` unless `node_modules/.bin/verdaccio` is there;
-/// serialized across threads and processes by an flock on `.local/verdaccio/.install.lock`.
-/// Returns the path of Verdaccio's entry script.
+/// Installs Verdaccio into `.local/verdaccio/` (once); returns the path of its entry script.
 pub fn ensure_installed() -> PathBuf {
     let dir = verdaccio_dir();
-    let bin = dir.join("node_modules/.bin/verdaccio");
-    let main = dir.join("node_modules/verdaccio/bin/verdaccio");
-    if bin.exists() && main.exists() {
-        return main;
-    }
-    fs::create_dir_all(&dir).expect("create .local/verdaccio");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".install.lock"))
-        .expect("open install lock");
-    // rustix rather than File::lock: the crate's MSRV (1.85) predates File::lock (1.89).
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("lock install");
-    if !(bin.exists() && main.exists()) {
-        let manifest = serde_json::json!({
-            "name": "tend-test-verdaccio",
-            "private": true,
-            "description": "Installed by tests/util/registry.rs; safe to delete.",
-            "dependencies": { "verdaccio": VERDACCIO_VERSION },
-            "overrides": { "node-fetch": "2.7.0" },
-        });
-        fs::write(
-            dir.join("package.json"),
-            serde_json::to_string_pretty(&manifest).expect("serialize package.json") + "\n",
-        )
-        .expect("write .local/verdaccio/package.json");
-        let started = Instant::now();
-        let out = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--no-update-notifier"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run npm install (is `npm` on PATH?)");
-        check_npm("npm install verdaccio", &dir, &out);
-        eprintln!("registry harness: installed verdaccio {VERDACCIO_VERSION} in {:?}", started.elapsed());
-        assert!(main.exists(), "npm install left no {}", main.display());
-    }
-    // The lock is released when `lock` is closed.
-    drop(lock);
-    main
+    super::npm::install_once(
+        &dir,
+        serde_json::json!({ "verdaccio": VERDACCIO_VERSION }),
+        serde_json::json!({ "node-fetch": "2.7.0" }),
+        &["node_modules/.bin/verdaccio", "node_modules/verdaccio/bin/verdaccio"],
+    );
+    dir.join("node_modules/verdaccio/bin/verdaccio")
 }
 
 /// A gzipped tarball of every file under `dir`, as `package/<path>`, with npm's fixed mtime.
@@ -581,17 +545,6 @@ fn sha1(data: &[u8]) -> [u8; 20] {
         out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
     }
     out
-}
-
-fn check_npm(what: &str, dir: &Path, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} in {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        dir.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
 }
 
 fn config_yaml(dir: &Path, nonce: &str) -> String {
