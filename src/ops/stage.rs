@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
-use super::check::{Packument, current_version, decide, fetch, packages_of};
+use super::check::{Answer, current_version, decide, fetch, form_for, packages_of};
 use crate::error::{Error, Result};
 use crate::extract::ExtractLimits;
 use crate::guard::effects::{Effect, Plan};
@@ -44,13 +44,14 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
     let site = call.site;
     let (_, package) = packages_of(site, &[name.to_owned()])?.remove(0);
     let client = Client::new(RegistryConfig::for_site(site))?;
-    let Packument { value: packument, registry, .. } =
-        fetch(call, &client, std::slice::from_ref(&package))?.remove(0).map_err(|e| e.for_server(name))?;
+    let policy = site.server(name).policy;
+    let Answer { packument, registry, .. } =
+        fetch(call, &client, &[(package.clone(), form_for(&policy))])?.remove(0).map_err(|e| e.for_server(name))?;
     let version = match version {
         Some(v) => v.to_owned(),
         None => {
             let current = current_version(site, name);
-            let (_, candidate, reason) = decide(&packument, current.as_deref(), &site.server(name).policy, call.now)?;
+            let (_, candidate, reason) = decide(&packument, current.as_deref(), &policy, call.now)?;
             candidate.ok_or_else(|| {
                 Error::failed(format!(
                     "{name}: nothing to stage: {}",
@@ -61,17 +62,14 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         }
     };
     let fail = |why: String| Error::failed(format!("{package}@{version}: {why}")).for_server(name);
-    let manifest = packument
-        .get("versions")
-        .and_then(|v| v.get(&version))
-        .ok_or_else(|| fail(format!("no such version (registry {registry})")))?;
+    let manifest = packument.version(&version).ok_or_else(|| fail(format!("no such version (registry {registry})")))?;
     let layout = call.guard.layout().clone();
     let release = layout.release(name, &version);
-    let dist = manifest.get("dist").cloned().unwrap_or(Value::Null);
+    let dist = &manifest.dist;
     let integrity =
-        dist.get("integrity").and_then(Value::as_str).filter(|i| i.contains("sha512-")).map(str::to_owned).ok_or_else(
-            || fail("the registry offers no sha512 integrity (a SHA-1 shasum alone is not accepted)".into()),
-        )?;
+        dist.integrity.as_deref().filter(|i| i.contains("sha512-")).map(str::to_owned).ok_or_else(|| {
+            fail("the registry offers no sha512 integrity (a SHA-1 shasum alone is not accepted)".into())
+        })?;
 
     if let Ok(existing) = read_release(&release) {
         if existing.get("version").and_then(Value::as_str) == Some(version.as_str()) {
@@ -83,11 +81,7 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         }
     }
 
-    let url = dist
-        .get("tarball")
-        .and_then(Value::as_str)
-        .ok_or_else(|| fail("the registry names no tarball".into()))?
-        .to_owned();
+    let url = dist.tarball.clone().ok_or_else(|| fail("the registry names no tarball".into()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,7 +90,7 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
     check_integrity(&tarball, &integrity).map_err(fail)?;
 
     let partial = layout.staging().join(format!("{name}-{version}.partial"));
-    let bins = declared_bins(manifest);
+    let bins = manifest.bin.paths();
     let mut plan = Plan::new();
     if std::fs::symlink_metadata(&partial).is_ok() {
         plan.push(Effect::RemoveTree { path: partial.clone() });
@@ -224,14 +218,6 @@ fn check_integrity(bytes: &[u8], integrity: &str) -> std::result::Result<(), Str
             "the tarball does not match its integrity: expected sha512-{}, got sha512-{actual}",
             expected.first().unwrap_or(&"")
         ))
-    }
-}
-
-fn declared_bins(manifest: &Value) -> Vec<String> {
-    match manifest.get("bin") {
-        Some(Value::String(path)) => vec![path.clone()],
-        Some(Value::Object(map)) => map.values().filter_map(Value::as_str).map(str::to_owned).collect(),
-        _ => Vec::new(),
     }
 }
 
