@@ -1556,3 +1556,6 @@ fn stage_refuses_bad_packages_and_leaves_nothing_behind() {
     );
     assert!(!root.join("servers").exists());
 }
+
+#[path = "cli/registry_failures.rs"]
+mod registry_failures;
