@@ -86,7 +86,18 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         .enable_all()
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
-    let tarball = runtime.block_on(client.tarball(&package, &url, MAX_TARBALL)).map_err(|e| e.for_server(name))?;
+    let bar = call.progress.then(|| download_bar(&package, &version));
+    let download = client.tarball(&package, &url, MAX_TARBALL, |received, total| {
+        if let Some(bar) = &bar {
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
+            bar.set_position(received);
+        }
+    });
+    let tarball = runtime.block_on(download);
+    drop(bar);
+    let tarball = tarball.map_err(|e| e.for_server(name))?;
     check_integrity(&tarball, &integrity).map_err(fail)?;
 
     let partial = layout.staging().join(format!("{name}-{version}.partial"));
@@ -117,6 +128,18 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
             Err(e.for_server(name))
         }
     }
+}
+
+/// A download bar on stderr that clears itself when dropped, so the command's own output
+/// follows on a clean line.
+fn download_bar(package: &str, version: &str) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    indicatif::ProgressBar::no_length()
+        .with_style(style)
+        .with_message(format!("downloading {package}@{version}"))
+        .with_finish(indicatif::ProgressFinish::AndClear)
 }
 
 /// After extraction: package checks, dependencies, digest, release.json, the rename.

@@ -185,8 +185,15 @@ impl Client {
 }
 
 impl Client {
-    /// Downloads a tarball (at most `max` bytes), retrying 5xx and connection errors.
-    pub async fn tarball(&self, package: &str, url: &str, max: u64) -> Result<Vec<u8>> {
+    /// Downloads a tarball (at most `max` bytes), retrying 5xx and connection errors;
+    /// `progress` hears the bytes received so far and the size, when the registry sends it.
+    pub async fn tarball(
+        &self,
+        package: &str,
+        url: &str,
+        max: u64,
+        mut progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<Vec<u8>> {
         let failed = |why: String| Error::failed(format!("{package}: tarball {url}: {why}"));
         let mut attempt = 0;
         loop {
@@ -201,6 +208,7 @@ impl Client {
                         return Err(failed(format!("larger than {max} bytes")));
                     }
                     let mut response = response;
+                    let total = response.content_length();
                     let mut body = Vec::new();
                     while let Some(chunk) =
                         response.chunk().await.map_err(|e| failed(format!("the download broke off: {e}")))?
@@ -209,6 +217,7 @@ impl Client {
                         if body.len() as u64 > max {
                             return Err(failed(format!("larger than {max} bytes")));
                         }
+                        progress(body.len() as u64, total);
                     }
                     return Ok(body);
                 }

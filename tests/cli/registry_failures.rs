@@ -280,3 +280,39 @@ fn a_dependency_the_registry_lacks_fails_npm_and_leaves_no_release() {
     let log = std::fs::read_to_string(root.join("staging/with-dep-1.0.0.log")).unwrap();
     assert!(log.contains("tend-fixture-ghost"), "{log}");
 }
+
+// ---------------------------------------------------------------- download progress
+
+/// Runs `tend ARGS` in `dir` on a pseudo-terminal (util-linux `script`), as a person at a
+/// terminal would; returns the exit code and everything the terminal showed.
+fn on_a_terminal(dir: &Path, args: &str) -> (i32, String) {
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{} {args}", super::util::TEND), "/dev/null"])
+        .current_dir(dir)
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script(1)");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn a_download_shows_a_progress_bar_only_on_a_terminal() {
+    let registry = Registry::start();
+    registry.publish_fixture_direct("tend-fixture-basic", "1.0.0");
+    registry.publish_fixture_direct("tend-fixture-basic", "1.1.0");
+    // Not a terminal: stderr stays empty.
+    let done = site(&registry.url()).args(&["--token-file", "token", "stage", "basic", "1.0.0"]).stderr("").run();
+    let (code, screen) = on_a_terminal(done.path(), "--token-file token stage basic 1.1.0");
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("downloading tend-fixture-basic@1.1.0"), "no progress bar on a terminal: {screen:?}");
+    assert!(screen.contains("basic 1.1.0 staged: "), "{screen:?}");
+    // --json and -q: none, even on a terminal.
+    std::fs::remove_dir_all(done.path().join("root/servers")).unwrap();
+    for flags in ["--json", "-q"] {
+        let (code, screen) = on_a_terminal(done.path(), &format!("{flags} --token-file token stage basic 1.1.0"));
+        assert_eq!(code, 0, "{screen}");
+        assert!(!screen.contains("downloading"), "{flags}: {screen:?}");
+        std::fs::remove_dir_all(done.path().join("root/servers")).unwrap();
+    }
+}
