@@ -1,5 +1,5 @@
 //! Staging: a candidate becomes an installed, immutable release. The tarball is downloaded,
-//! checked against the registry's sha512 integrity, unpacked by the hardened extractor into
+//! checked against the registry's sha512 integrity (SHA-1 only where `allow_sha1`), unpacked by the hardened extractor into
 //! `<root>/staging/<name>-<version>.partial/`, checked (engines, install scripts), given its
 //! production dependencies by npm with scripts off, digested, and renamed into
 //! `<root>/servers/<name>/releases/<version>/` in one step. A failure leaves no partial folder.
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Value, json};
+use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::check::{Answer, current_version, decide, fetch, form_for, packages_of};
@@ -20,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::extract::ExtractLimits;
 use crate::guard::effects::{Effect, Plan};
 use crate::layout::Layout;
-use crate::registry::{Client, RegistryConfig};
+use crate::registry::{Client, Dist, RegistryConfig};
 use crate::script::primitives::Call;
 use crate::site::Site;
 
@@ -66,10 +67,7 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
     let layout = call.guard.layout().clone();
     let release = layout.release(name, &version);
     let dist = &manifest.dist;
-    let integrity =
-        dist.integrity.as_deref().filter(|i| i.contains("sha512-")).map(str::to_owned).ok_or_else(|| {
-            fail("the registry offers no sha512 integrity (a SHA-1 shasum alone is not accepted)".into())
-        })?;
+    let integrity = expected_integrity(dist, policy.allow_sha1).map_err(fail)?;
 
     if let Ok(existing) = read_release(&release) {
         if existing.get("version").and_then(Value::as_str) == Some(version.as_str()) {
@@ -230,15 +228,44 @@ fn finish(
     Ok(digest)
 }
 
-/// `sha512-<base64>` (one of possibly several space-separated hashes) against the bytes.
+/// The integrity the tarball must match, as SRI: the registry's sha512 hashes; else, only
+/// when the server's policy has `allow_sha1`, its SHA-1 (`dist.shasum` in hex, or a `sha1-`
+/// hash in `dist.integrity`, as old packuments have).
+fn expected_integrity(dist: &Dist, allow_sha1: bool) -> std::result::Result<String, String> {
+    let hashes = dist.integrity.as_deref().unwrap_or_default();
+    if hashes.split_whitespace().any(|h| h.starts_with("sha512-")) {
+        return Ok(hashes.to_owned());
+    }
+    let sha1 = hashes.split_whitespace().find(|h| h.starts_with("sha1-")).map(str::to_owned).or_else(|| {
+        let bytes = hex::decode(dist.shasum.as_deref()?).ok().filter(|b| b.len() == 20)?;
+        Some(format!("sha1-{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+    });
+    match sha1 {
+        Some(sri) if allow_sha1 => Ok(sri),
+        Some(_) => Err(
+            "the registry offers only a SHA-1 checksum, no sha512 integrity; set allow_sha1 for this server to accept it"
+                .into(),
+        ),
+        None => Err("the registry offers no integrity for the tarball (neither sha512 nor a SHA-1 shasum)".into()),
+    }
+}
+
+/// The bytes against an SRI string: its sha512 hashes when it has any, else its sha1 ones
+/// (which [`expected_integrity`] lets through only under `allow_sha1`).
 fn check_integrity(bytes: &[u8], integrity: &str) -> std::result::Result<(), String> {
-    let actual = base64::engine::general_purpose::STANDARD.encode(Sha512::digest(bytes));
-    let expected: Vec<&str> = integrity.split_whitespace().filter_map(|h| h.strip_prefix("sha512-")).collect();
+    let b64 = |digest: &[u8]| base64::engine::general_purpose::STANDARD.encode(digest);
+    let (algorithm, actual) = if integrity.split_whitespace().any(|h| h.starts_with("sha512-")) {
+        ("sha512", b64(&Sha512::digest(bytes)))
+    } else {
+        ("sha1", b64(&Sha1::digest(bytes)))
+    };
+    let prefix = format!("{algorithm}-");
+    let expected: Vec<&str> = integrity.split_whitespace().filter_map(|h| h.strip_prefix(prefix.as_str())).collect();
     if expected.iter().any(|e| e.split('?').next() == Some(actual.as_str())) {
         Ok(())
     } else {
         Err(format!(
-            "the tarball does not match its integrity: expected sha512-{}, got sha512-{actual}",
+            "the tarball does not match its integrity: expected {prefix}{}, got {prefix}{actual}",
             expected.first().unwrap_or(&"")
         ))
     }
@@ -411,5 +438,29 @@ mod tests {
         assert!(check_integrity(b"abc", &format!("sha1-xyz {sri}")).is_ok());
         let err = check_integrity(b"abd", &sri).unwrap_err();
         assert!(err.starts_with("the tarball does not match its integrity: expected sha512-"), "{err}");
+    }
+
+    #[test]
+    fn sha1_only_when_allowed_and_only_without_sha512() {
+        // SHA-1 of "abc", as npm's hex `shasum` and as SRI.
+        let hex = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        let sri = "sha1-qZk+NkcGgWq6PiVxeFDCbJzQ2J0=";
+        let shasum_only = Dist { shasum: Some(hex.into()), ..Dist::default() };
+        assert_eq!(
+            expected_integrity(&shasum_only, false).unwrap_err(),
+            "the registry offers only a SHA-1 checksum, no sha512 integrity; set allow_sha1 for this server to accept it"
+        );
+        assert_eq!(expected_integrity(&shasum_only, true).unwrap(), sri);
+        let old_sri = Dist { integrity: Some(sri.into()), ..Dist::default() };
+        assert_eq!(expected_integrity(&old_sri, true).unwrap(), sri);
+        let both = Dist { integrity: Some("sha512-x".into()), shasum: Some(hex.into()), ..Dist::default() };
+        assert_eq!(expected_integrity(&both, true).unwrap(), "sha512-x", "sha512 wins when offered");
+        assert!(expected_integrity(&Dist::default(), true).unwrap_err().contains("no integrity"));
+        assert!(check_integrity(b"abc", sri).is_ok());
+        assert!(
+            check_integrity(b"abd", sri)
+                .unwrap_err()
+                .starts_with("the tarball does not match its integrity: expected sha1-qZk")
+        );
     }
 }

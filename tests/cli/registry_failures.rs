@@ -316,3 +316,75 @@ fn a_download_shows_a_progress_bar_only_on_a_terminal() {
         std::fs::remove_dir_all(done.path().join("root/servers")).unwrap();
     }
 }
+
+// ---------------------------------------------------------------- SHA-1-only packuments
+
+#[test]
+fn a_shasum_only_packument_is_staged_only_where_allow_sha1_is_set() {
+    let registry = Registry::start();
+    registry.publish_fixture_direct("tend-fixture-basic", "1.0.0");
+    registry.edit_packument("tend-fixture-basic", |p| {
+        p["versions"]["1.0.0"]["dist"].as_object_mut().unwrap().remove("integrity");
+    });
+    let shasum = registry.get_json("tend-fixture-basic")["versions"]["1.0.0"]["dist"]["shasum"].clone();
+    let hex = shasum.as_str().expect("the registry serves the shasum").to_owned();
+    let done = site(&registry.url())
+        .args(&["--token-file", "token", "stage", "basic", "1.0.0"])
+        .status(1)
+        .stderr(&stage_failure(
+            "tend-fixture-basic@1.0.0: the registry offers only a SHA-1 checksum, no sha512 integrity; set allow_sha1 for this server to accept it",
+            "stage(\"basic\", \"1.0.0\")",
+        ))
+        .unchanged_but_bookkeeping()
+        .run();
+    assert_nothing_staged(&done.path().join("root"));
+
+    let allowed = format!(
+        "root = \"{}/root\"\nregistry = \"{}\"\n{}[servers.basic.policy]\nallow_sha1 = true\n",
+        done.path().display(),
+        registry.url(),
+        token_line("\"stage\"")
+    );
+    std::fs::write(done.path().join("tend.toml"), &allowed).unwrap();
+    let out = std::process::Command::new(super::util::TEND)
+        .args(["--token-file", "token", "--json", "stage", "basic", "1.0.0"])
+        .current_dir(done.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let staged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    use base64::Engine as _;
+    let sri = format!("sha1-{}", base64::engine::general_purpose::STANDARD.encode(hex::decode(&hex).unwrap()));
+    assert_eq!(staged["integrity"], sri.as_str());
+    let release = done.path().join("root/servers/basic/releases/1.0.0/release.json");
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(release).unwrap()).unwrap();
+    assert_eq!(record["integrity"], sri.as_str());
+
+    // Allowed, the SHA-1 is still checked.
+    std::fs::remove_dir_all(done.path().join("root/servers")).unwrap();
+    registry.edit_packument("tend-fixture-basic", |p| {
+        p["versions"]["1.0.0"]["dist"]["shasum"] = json!("0000000000000000000000000000000000000000");
+    });
+    let out = std::process::Command::new(super::util::TEND)
+        .args(["--token-file", "token", "stage", "basic", "1.0.0"])
+        .current_dir(done.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or(""),
+        format!(
+            "error: tend-fixture-basic@1.0.0: the tarball does not match its integrity: expected sha1-AAAAAAAAAAAAAAAAAAAAAAAAAAA=, got {sri}"
+        )
+    );
+    assert_nothing_staged_but_folders(&done.path().join("root"));
+}
+
+/// After an earlier run staged something: no release now, and no partial folder.
+fn assert_nothing_staged_but_folders(root: &Path) {
+    assert!(!root.join("servers").exists(), "a release was installed");
+    let partials = std::fs::read_dir(root.join("staging"))
+        .map(|d| d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".partial")).count())
+        .unwrap_or(0);
+    assert_eq!(partials, 0, "a partial folder was left");
+}
