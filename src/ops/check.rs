@@ -15,7 +15,7 @@ use crate::guard::effects::{Effect, Plan};
 use crate::layout::Layout;
 use crate::registry::{Client, Fetched, Form, Packument, RegistryConfig, cache_paths};
 use crate::script::primitives::Call;
-use crate::site::{Policy, Site};
+use crate::site::{Policy, ServerEntry, Site};
 
 /// What `check(name)` returns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,8 +36,18 @@ pub struct CheckResult {
 }
 
 /// The version the server runs now: the managed release's, else the one its npx line pins
-/// exactly; `None` when unknown.
+/// exactly, else that of an installed copy of its package (see [`installed_version`]);
+/// `None` when unknown.
 pub fn current_version(site: &Site, name: &str) -> Option<String> {
+    pinned_version(site, name).or_else(|| {
+        let entry = site.servers().into_iter().find(|s| s.name == name)?;
+        installed_version(&entry)
+    })
+}
+
+/// The version tend knows the server is pinned to: the managed release's, else the exact
+/// version in its npx line. (What `tend verify` checks when no version is named.)
+pub fn pinned_version(site: &Site, name: &str) -> Option<String> {
     let layout = Layout::new(&site.root);
     let managed = std::fs::read_to_string(layout.current(name).join("release.json"))
         .ok()
@@ -48,6 +58,49 @@ pub fn current_version(site: &Site, name: &str) -> Option<String> {
         let pinned = entry.package?.version?;
         Version::parse(&pinned).ok().map(|_| pinned)
     })
+}
+
+/// The version in the `package.json` of an installed copy of the server's package, looked for
+/// where the server would really load it from:
+/// - the script a command runs, when the command or one of its arguments is a file inside
+///   the package (`node /opt/mcp/node_modules/pkg/dist/index.js`): the nearest folder above
+///   it whose `package.json` names the package;
+/// - else, for an `npx` line, `node_modules/<package>/package.json` in the client config's
+///   folder or the nearest folder above it that has one (for `.vscode/mcp.json` that reaches
+///   the workspace), which is where `npx` finds a local install before it downloads anything.
+///
+/// Relative paths are taken from the client config's folder.
+pub fn installed_version(entry: &ServerEntry) -> Option<String> {
+    let package = &entry.package.as_ref()?.name;
+    let project = entry.client.as_deref().and_then(Path::parent);
+    let version_in = |manifest: &Path| -> Option<String> {
+        let text = std::fs::read_to_string(manifest).ok()?;
+        let json: Value = serde_json::from_str(&text).ok()?;
+        if json.get("name").and_then(Value::as_str) != Some(package.as_str()) {
+            return None;
+        }
+        let version = json.get("version").and_then(Value::as_str)?;
+        Version::parse(version).ok().map(|_| version.to_owned())
+    };
+    let scripts = entry.command.iter().chain(&entry.args).filter_map(|arg| {
+        let path = Path::new(arg);
+        let path = match project {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        };
+        // A bin link (node_modules/.bin/x) leads into the package it belongs to.
+        std::fs::canonicalize(path).ok().filter(|p| p.is_file())
+    });
+    for script in scripts {
+        if let Some(version) = script.ancestors().skip(1).find_map(|dir| version_in(&dir.join("package.json"))) {
+            return Some(version);
+        }
+    }
+    let runs_npx = entry.command.as_deref().is_some_and(|c| crate::site::infer_package(c, &entry.args).is_some());
+    if !runs_npx {
+        return None;
+    }
+    project?.ancestors().find_map(|dir| version_in(&dir.join("node_modules").join(package).join("package.json")))
 }
 
 /// Which form of the packument `policy` needs: publish times only matter under a cooldown.

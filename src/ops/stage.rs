@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::check::{Answer, current_version, decide, fetch, form_for, packages_of};
+use super::check::{Answer, current_version, decide, fetch, form_for, packages_of, pinned_version};
 use crate::error::{Error, Result};
 use crate::extract::ExtractLimits;
 use crate::guard::effects::{Effect, Plan};
@@ -417,7 +417,7 @@ pub fn verify(site: &Site, name: &str, version: Option<&str>) -> Result<Value> {
     let layout = Layout::new(&site.root);
     let version = match version {
         Some(v) => v.to_owned(),
-        None => current_version(site, name)
+        None => pinned_version(site, name)
             .ok_or_else(|| Error::failed(format!("{name}: no current release to verify; name a version")))?,
     };
     let dir = layout.release(name, &version);

@@ -388,3 +388,62 @@ fn assert_nothing_staged_but_folders(root: &Path) {
         .unwrap_or(0);
     assert_eq!(partials, 0, "a partial folder was left");
 }
+
+// ---------------------------------------------------------------- the current version, installed
+
+#[test]
+fn without_a_release_or_a_pin_the_current_version_is_the_installed_packages() {
+    let server = Server::start();
+    server.script(PATH, vec![Reply::json(&packument(&server, &["1.0.0", "1.1.0", "1.2.0"]))]);
+    let manifest = |name: &str, version: &str| json!({"name": name, "version": version}).to_string();
+    let servers = json!({"mcpServers": {
+        // npx without a version: the local install npx would run.
+        "npx-local": {"command": "npx", "args": ["-y", "tend-fixture-basic"]},
+        // node running a script inside a copy of the package (tend.toml names the package).
+        "vendored": {"command": "node", "args": ["vendor/basic/dist/index.js"]},
+        // a script that is not inside the package: nothing is known.
+        "elsewhere": {"command": "node", "args": ["other/index.js"]},
+    }});
+    let done = Test::new()
+        .site(&format!("registry = \"{}\"\n", server.url()))
+        .site("[servers.vendored]\npackage = \"tend-fixture-basic\"\n[servers.elsewhere]\npackage = \"tend-fixture-basic\"\n")
+        .file(".mcp.json", &servers.to_string())
+        .file("node_modules/tend-fixture-basic/package.json", &manifest("tend-fixture-basic", "1.1.0"))
+        .file("vendor/basic/package.json", &manifest("tend-fixture-basic", "1.0.0"))
+        .file("vendor/basic/dist/package.json", r#"{"type": "module"}"#)
+        .file("vendor/basic/dist/index.js", "")
+        .file("other/package.json", &manifest("something-else", "9.0.0"))
+        .file("other/index.js", "")
+        .env("TEND_NOW", NOW)
+        .args(&["--json", "check", "npx-local", "vendored", "elsewhere"])
+        .run();
+    let results: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    let seen: Vec<(&str, Option<&str>, Option<&str>)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["current"].as_str(), r["candidate"].as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("npx-local", Some("1.1.0"), Some("1.2.0")),
+            ("vendored", Some("1.0.0"), Some("1.2.0")),
+            ("elsewhere", None, Some("1.2.0")),
+        ]
+    );
+    // An exact npx pin still wins over what is installed.
+    std::fs::write(
+        done.path().join(".mcp.json"),
+        r#"{"mcpServers": {"npx-local": {"command": "npx", "args": ["-y", "tend-fixture-basic@1.0.0"]}}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(super::util::TEND)
+        .args(["--json", "check", "npx-local"])
+        .current_dir(done.path())
+        .env("TEND_NOW", NOW)
+        .output()
+        .unwrap();
+    let pinned: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pinned[0]["current"], "1.0.0");
+}
