@@ -2,6 +2,9 @@
 //! real registry will not produce on demand, and Verdaccio for a dependency it does not have.
 //! Each failure must say what went wrong in words naming the package and the registry, exit
 //! 1, and change nothing but tend's bookkeeping: no cache entry, no staging, no release.
+//! Then what else check and stage take from the registry: the slim cache and the abbreviated
+//! form, the download progress bar, SHA-1-only packuments, and the current version of a
+//! server that only has an installed copy.
 
 use std::path::Path;
 
