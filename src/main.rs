@@ -68,6 +68,12 @@ fn clock() -> Result<Option<time::OffsetDateTime>, Error> {
     }
 }
 
+/// Progress bars only for a person watching: stderr is a terminal, and neither `--json` (a
+/// program reads the output) nor `-q` asked for quiet.
+fn progress(cli: &Cli) -> bool {
+    std::io::stderr().is_terminal() && !cli.json && !cli.quiet
+}
+
 fn token(cli: &Cli) -> Result<Option<Token>, Error> {
     if let Some(path) = &cli.token_file {
         return Token::from_file(path).map(Some);
@@ -214,6 +220,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 vars: args.vars.iter().cloned().collect(),
                 cancel: Some(cancel),
                 now: clock()?,
+                progress: progress(&cli),
             };
             let report = Runtime::new(site).run(&playbook, options)?;
             if let Some(error) = &report.error {
@@ -246,7 +253,13 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 Some(v) => format!("stage({}, {})", quote(name), quote(v)),
                 None => format!("stage({})", quote(name)),
             };
-            let options = RunOptions { token: token(&cli)?, dry_run: *dry_run, now: clock()?, ..RunOptions::default() };
+            let options = RunOptions {
+                token: token(&cli)?,
+                dry_run: *dry_run,
+                now: clock()?,
+                progress: progress(&cli),
+                ..RunOptions::default()
+            };
             let r = match run_inline(&cli, "tend stage", source, options)? {
                 Ok(result) => result,
                 Err(code) => return Ok(code),

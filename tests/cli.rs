@@ -1574,3 +1574,6 @@ fn stage_refuses_bad_packages_and_leaves_nothing_behind() {
 
 #[path = "cli/health.rs"]
 mod health;
+
+#[path = "cli/registry_failures.rs"]
+mod registry_failures;

@@ -2,6 +2,7 @@
 //! range, majors, prereleases, ignore list, and a cooldown measured per version), and in
 //! words why that differs from the registry's `latest`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use nodejs_semver::{Range, Version};
@@ -12,9 +13,9 @@ use time::OffsetDateTime;
 use crate::error::{Error, ErrorKind, Result};
 use crate::guard::effects::{Effect, Plan};
 use crate::layout::Layout;
-use crate::registry::{Client, Fetched, RegistryConfig, cache_paths};
+use crate::registry::{Client, Fetched, Form, Packument, RegistryConfig, cache_paths};
 use crate::script::primitives::Call;
-use crate::site::{Policy, Site};
+use crate::site::{Policy, ServerEntry, Site};
 
 /// What `check(name)` returns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,8 +36,18 @@ pub struct CheckResult {
 }
 
 /// The version the server runs now: the managed release's, else the one its npx line pins
-/// exactly; `None` when unknown.
+/// exactly, else that of an installed copy of its package (see [`installed_version`]);
+/// `None` when unknown.
 pub fn current_version(site: &Site, name: &str) -> Option<String> {
+    pinned_version(site, name).or_else(|| {
+        let entry = site.servers().into_iter().find(|s| s.name == name)?;
+        installed_version(&entry)
+    })
+}
+
+/// The version tend knows the server is pinned to: the managed release's, else the exact
+/// version in its npx line. (What `tend verify` checks when no version is named.)
+pub fn pinned_version(site: &Site, name: &str) -> Option<String> {
     let layout = Layout::new(&site.root);
     let managed = std::fs::read_to_string(layout.current(name).join("release.json"))
         .ok()
@@ -49,24 +60,63 @@ pub fn current_version(site: &Site, name: &str) -> Option<String> {
     })
 }
 
+/// The version in the `package.json` of an installed copy of the server's package, looked for
+/// where the server would really load it from:
+/// - the script a command runs, when the command or one of its arguments is a file inside
+///   the package (`node /opt/mcp/node_modules/pkg/dist/index.js`): the nearest folder above
+///   it whose `package.json` names the package;
+/// - else, for an `npx` line, `node_modules/<package>/package.json` in the client config's
+///   folder or the nearest folder above it that has one (for `.vscode/mcp.json` that reaches
+///   the workspace), which is where `npx` finds a local install before it downloads anything.
+///
+/// Relative paths are taken from the client config's folder.
+pub fn installed_version(entry: &ServerEntry) -> Option<String> {
+    let package = &entry.package.as_ref()?.name;
+    let project = entry.client.as_deref().and_then(Path::parent);
+    let version_in = |manifest: &Path| -> Option<String> {
+        let text = std::fs::read_to_string(manifest).ok()?;
+        let json: Value = serde_json::from_str(&text).ok()?;
+        if json.get("name").and_then(Value::as_str) != Some(package.as_str()) {
+            return None;
+        }
+        let version = json.get("version").and_then(Value::as_str)?;
+        Version::parse(version).ok().map(|_| version.to_owned())
+    };
+    let scripts = entry.command.iter().chain(&entry.args).filter_map(|arg| {
+        let path = Path::new(arg);
+        let path = match project {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        };
+        // A bin link (node_modules/.bin/x) leads into the package it belongs to.
+        std::fs::canonicalize(path).ok().filter(|p| p.is_file())
+    });
+    for script in scripts {
+        if let Some(version) = script.ancestors().skip(1).find_map(|dir| version_in(&dir.join("package.json"))) {
+            return Some(version);
+        }
+    }
+    let runs_npx = entry.command.as_deref().is_some_and(|c| crate::site::infer_package(c, &entry.args).is_some());
+    if !runs_npx {
+        return None;
+    }
+    project?.ancestors().find_map(|dir| version_in(&dir.join("node_modules").join(package).join("package.json")))
+}
+
+/// Which form of the packument `policy` needs: publish times only matter under a cooldown.
+pub fn form_for(policy: &Policy) -> Form {
+    if policy.min_release_age.as_duration().is_zero() { Form::Abbreviated } else { Form::Full }
+}
+
 /// Decides the candidate from a packument, under `policy`, at `now`.
 pub fn decide(
-    packument: &Value,
+    packument: &Packument,
     current: Option<&str>,
     policy: &Policy,
     now: OffsetDateTime,
 ) -> Result<(Option<String>, Option<String>, Option<String>)> {
-    let versions = packument
-        .get("versions")
-        .and_then(Value::as_object)
-        .ok_or_else(|| Error::failed("the packument has no `versions`"))?;
-    let latest = packument
-        .get("dist-tags")
-        .and_then(|t| t.get("latest"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::failed("the packument has no `dist-tags.latest`"))?
-        .to_owned();
-    let times = packument.get("time").and_then(Value::as_object);
+    let versions = packument.versions.as_ref().ok_or_else(|| Error::failed("the packument has no `versions`"))?;
+    let latest = packument.latest().ok_or_else(|| Error::failed("the packument has no `dist-tags.latest`"))?.to_owned();
     let allowed = Range::parse(&policy.allowed)
         .map_err(|_| Error::config(format!("policy.allowed `{}` is not an npm semver range", policy.allowed)))?;
     let current_v = current.and_then(|c| Version::parse(c).ok());
@@ -87,9 +137,12 @@ pub fn decide(
                 return Some(format!("{text} is a major update; allow_major is false"));
             }
         }
-        let published = times
-            .and_then(|t| t.get(text))
-            .and_then(Value::as_str)
+        if cooldown.is_zero() {
+            return None;
+        }
+        let published = packument
+            .time
+            .get(text)
             .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
         let Some(published) = published else {
             return Some(format!("{text} has no publish time, so its age is unknown; held"));
@@ -149,10 +202,10 @@ fn kind_of(current: Option<&str>, candidate: Option<&str>) -> Option<String> {
     )
 }
 
-/// A fetched packument: its JSON, where it came from, and the registry that served it.
+/// A packument as check and stage see it: where it came from and the registry that served it.
 #[derive(Debug, Clone)]
-pub struct Packument {
-    pub value: Value,
+pub struct Answer {
+    pub packument: Packument,
     /// `registry` (a fresh answer) or `cache` (304 Not Modified).
     pub source: &'static str,
     pub registry: String,
@@ -182,55 +235,69 @@ pub fn packages_of(site: &Site, names: &[String]) -> Result<Vec<(String, String)
         .collect()
 }
 
-/// Fetches packuments concurrently, revalidating the ETag cache under `<root>/state/cache`.
-pub fn fetch(call: &Call<'_>, client: &Client, packages: &[String]) -> Result<Vec<Result<Packument>>> {
-    let layout = call.guard.layout().clone();
+/// The cached packument of `package` and its ETag, when the cache holds one in a form that
+/// serves `form` (a full packument serves both; an abbreviated one only an abbreviated need).
+fn cached(cache: &Path, package: &str, form: Form) -> Option<(Packument, String)> {
+    let (json_path, etag_path) = cache_paths(cache, package);
+    let etag = std::fs::read_to_string(etag_path).ok()?;
+    let packument = Packument::from_slice(&std::fs::read(json_path).ok()?).ok()?;
+    (form == Form::Abbreviated || !packument.abbreviated).then_some((packument, etag))
+}
+
+/// Fetches packuments concurrently, each in the form its policy needs, revalidating the ETag
+/// cache under `<root>/state/cache` (which keeps the slim form, so a 304 reads little).
+pub fn fetch(call: &Call<'_>, client: &Client, wanted: &[(String, Form)]) -> Result<Vec<Result<Answer>>> {
+    let cache = call.guard.layout().cache();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
-    let fetched: Vec<Result<Fetched>> = runtime.block_on(async {
+    let fetched: Vec<(Option<Packument>, Result<Fetched>)> = runtime.block_on(async {
         let mut set = tokio::task::JoinSet::new();
-        for (i, package) in packages.iter().enumerate() {
-            let (client, package) = (client.clone(), package.clone());
-            let etag = std::fs::read_to_string(cache_paths(&layout.cache(), &package).1).ok();
-            set.spawn(async move { (i, client.packument(&package, etag.as_deref()).await) });
+        for (i, (package, form)) in wanted.iter().enumerate() {
+            let (client, package, form) = (client.clone(), package.clone(), *form);
+            let (old, etag) = cached(&cache, &package, form).unzip();
+            set.spawn(async move { (i, old, client.packument(&package, form, etag.as_deref()).await) });
         }
-        let mut out: Vec<Option<Result<Fetched>>> = (0..packages.len()).map(|_| None).collect();
+        let mut out: Vec<Option<(Option<Packument>, Result<Fetched>)>> = (0..wanted.len()).map(|_| None).collect();
         while let Some(joined) = set.join_next().await {
-            if let Ok((i, result)) = joined {
-                out[i] = Some(result);
+            if let Ok((i, old, result)) = joined {
+                out[i] = Some((old, result));
             }
         }
-        out.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::failed("a registry request was lost")))).collect()
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| (None, Err(Error::failed("a registry request was lost")))))
+            .collect()
     });
     let mut out = Vec::new();
-    for (package, fetched) in packages.iter().zip(fetched) {
+    for ((package, _), (old, fetched)) in wanted.iter().zip(fetched) {
         let registry = client.config().registry_for(package).to_owned();
-        let (json_path, etag_path) = cache_paths(&layout.cache(), package);
-        let body =
-            match fetched {
-                Ok(Fetched::Fresh { body, etag }) => {
-                    let mut plan = Plan::new()
-                        .with(Effect::CreateDir { path: layout.cache() })
-                        .with(Effect::WriteFile { path: json_path, contents: body.clone().into_bytes(), mode: 0o644 });
-                    if let Some(etag) = etag {
-                        plan.push(Effect::WriteFile { path: etag_path, contents: etag.into_bytes(), mode: 0o644 });
+        let answer = match (fetched, old) {
+            (Ok(Fetched::Fresh { packument, etag }), _) => {
+                let (json_path, etag_path) = cache_paths(&cache, package);
+                let mut plan = Plan::new().with(Effect::CreateDir { path: cache.clone() }).with(Effect::WriteFile {
+                    path: json_path,
+                    contents: serde_json::to_vec(&packument).unwrap_or_default(),
+                    mode: 0o644,
+                });
+                match etag {
+                    Some(etag) => {
+                        plan.push(Effect::WriteFile { path: etag_path, contents: etag.into_bytes(), mode: 0o644 })
                     }
-                    call.guard.record(&plan)?;
-                    Ok((body, "registry"))
+                    // A stale ETag must not revalidate the new copy.
+                    None if etag_path.exists() => plan.push(Effect::RemoveFile { path: etag_path }),
+                    None => {}
                 }
-                Ok(Fetched::NotModified) => std::fs::read_to_string(&json_path)
-                    .map(|b| (b, "cache"))
-                    .map_err(|e| Error::io("read", &json_path, e)),
-                Err(e) => Err(e),
-            };
-        out.push(body.and_then(|(body, source)| {
-            let value: Value = serde_json::from_str(&body).map_err(|e| {
-                Error::failed(format!("{package}: the registry sent invalid JSON: {e} (registry {registry})"))
-            })?;
-            Ok(Packument { value, source, registry: registry.clone() })
-        }));
+                call.guard.record(&plan)?;
+                Ok(Answer { packument, source: "registry", registry })
+            }
+            (Ok(Fetched::NotModified), Some(packument)) => Ok(Answer { packument, source: "cache", registry }),
+            (Ok(Fetched::NotModified), None) => Err(Error::failed(format!(
+                "{package}: the registry answered 304 Not Modified to a request that was not conditional (registry {registry})"
+            ))),
+            (Err(e), _) => Err(e),
+        };
+        out.push(answer);
     }
     Ok(out)
 }
@@ -240,14 +307,15 @@ pub fn check(call: &mut Call<'_>, names: &[String]) -> Result<Vec<CheckResult>> 
     let site = call.site;
     let jobs = packages_of(site, names)?;
     let client = Client::new(RegistryConfig::for_site(site))?;
-    let packages: Vec<String> = jobs.iter().map(|(_, p)| p.clone()).collect();
-    let fetched = fetch(call, &client, &packages)?;
+    let wanted: Vec<(String, Form)> =
+        jobs.iter().map(|(name, package)| (package.clone(), form_for(&site.server(name).policy))).collect();
+    let fetched = fetch(call, &client, &wanted)?;
     let mut results = Vec::new();
     for ((name, package), fetched) in jobs.into_iter().zip(fetched) {
-        let Packument { value, source, registry } = fetched.map_err(|e| e.for_server(&name))?;
+        let Answer { packument, source, registry } = fetched.map_err(|e| e.for_server(&name))?;
         let current = current_version(site, &name);
         let policy = site.server(&name).policy;
-        let (latest, candidate, reason) = decide(&value, current.as_deref(), &policy, call.now).map_err(|e| {
+        let (latest, candidate, reason) = decide(&packument, current.as_deref(), &policy, call.now).map_err(|e| {
             let kind = if e.kind() == ErrorKind::Config { ErrorKind::Config } else { ErrorKind::Failed };
             Error::new(kind, format!("{package}: {} (registry {registry})", e.message())).for_server(&name)
         })?;
@@ -270,9 +338,10 @@ pub fn check(call: &mut Call<'_>, names: &[String]) -> Result<Vec<CheckResult>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::duration::HumanDuration;
     use serde_json::json;
 
-    fn packument(versions: &[(&str, Option<&str>)], latest: &str) -> Value {
+    fn packument(versions: &[(&str, Option<&str>)], latest: &str) -> Packument {
         let mut v = serde_json::Map::new();
         let mut t = serde_json::Map::new();
         for (version, time) in versions {
@@ -281,7 +350,11 @@ mod tests {
                 t.insert((*version).into(), json!(time));
             }
         }
-        json!({"versions": v, "time": t, "dist-tags": {"latest": latest}})
+        from_json(json!({"versions": v, "time": t, "dist-tags": {"latest": latest}}))
+    }
+
+    fn from_json(value: serde_json::Value) -> Packument {
+        Packument::from_slice(value.to_string().as_bytes()).unwrap()
     }
 
     fn now() -> OffsetDateTime {
@@ -329,6 +402,14 @@ mod tests {
             Some("1.2.0 has no publish time, so its age is unknown; held; staying on 1.0.0")
         );
         assert_eq!(decide(&p2, None, &policy, now()).unwrap().1.as_deref(), Some("1.0.0"));
+        // Without a cooldown publish times do not matter (the abbreviated packument has none).
+        let no_cooldown = Policy { min_release_age: HumanDuration::from_secs(0), ..Policy::default() };
+        assert_eq!(form_for(&no_cooldown), Form::Abbreviated);
+        assert_eq!(form_for(&policy), Form::Full);
+        assert_eq!(
+            decide(&p2, Some("1.0.0"), &no_cooldown, now()).unwrap(),
+            (Some("1.2.0".into()), Some("1.2.0".into()), None)
+        );
     }
 
     #[test]
@@ -336,11 +417,13 @@ mod tests {
         let p = packument(&[("1.0.0", OLD)], "1.0.0");
         assert_eq!(decide(&p, Some("1.0.0"), &Policy::default(), now()).unwrap(), (Some("1.0.0".into()), None, None));
         assert_eq!(
-            decide(&json!({"dist-tags": {"latest": "1"}}), None, &Policy::default(), now()).unwrap_err().message(),
+            decide(&from_json(json!({"dist-tags": {"latest": "1"}})), None, &Policy::default(), now())
+                .unwrap_err()
+                .message(),
             "the packument has no `versions`"
         );
         assert_eq!(
-            decide(&json!({"versions": {}}), None, &Policy::default(), now()).unwrap_err().message(),
+            decide(&from_json(json!({"versions": {}})), None, &Policy::default(), now()).unwrap_err().message(),
             "the packument has no `dist-tags.latest`"
         );
         let bad = Policy { allowed: "not a range!".into(), ..Policy::default() };

@@ -1,5 +1,5 @@
 //! Staging: a candidate becomes an installed, immutable release. The tarball is downloaded,
-//! checked against the registry's sha512 integrity, unpacked by the hardened extractor into
+//! checked against the registry's sha512 integrity (SHA-1 only where `allow_sha1`), unpacked by the hardened extractor into
 //! `<root>/staging/<name>-<version>.partial/`, checked (engines, install scripts), given its
 //! production dependencies by npm with scripts off, digested, and renamed into
 //! `<root>/servers/<name>/releases/<version>/` in one step. A failure leaves no partial folder.
@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Value, json};
+use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::check::{Packument, current_version, decide, fetch, packages_of};
+use super::check::{Answer, current_version, decide, fetch, form_for, packages_of, pinned_version};
 use crate::error::{Error, Result};
 use crate::extract::ExtractLimits;
 use crate::guard::effects::{Effect, Plan};
 use crate::layout::Layout;
-use crate::registry::{Client, RegistryConfig};
+use crate::registry::{Client, Dist, RegistryConfig};
 use crate::script::primitives::Call;
 use crate::site::Site;
 
@@ -44,13 +45,14 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
     let site = call.site;
     let (_, package) = packages_of(site, &[name.to_owned()])?.remove(0);
     let client = Client::new(RegistryConfig::for_site(site))?;
-    let Packument { value: packument, registry, .. } =
-        fetch(call, &client, std::slice::from_ref(&package))?.remove(0).map_err(|e| e.for_server(name))?;
+    let policy = site.server(name).policy;
+    let Answer { packument, registry, .. } =
+        fetch(call, &client, &[(package.clone(), form_for(&policy))])?.remove(0).map_err(|e| e.for_server(name))?;
     let version = match version {
         Some(v) => v.to_owned(),
         None => {
             let current = current_version(site, name);
-            let (_, candidate, reason) = decide(&packument, current.as_deref(), &site.server(name).policy, call.now)?;
+            let (_, candidate, reason) = decide(&packument, current.as_deref(), &policy, call.now)?;
             candidate.ok_or_else(|| {
                 Error::failed(format!(
                     "{name}: nothing to stage: {}",
@@ -61,17 +63,11 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         }
     };
     let fail = |why: String| Error::failed(format!("{package}@{version}: {why}")).for_server(name);
-    let manifest = packument
-        .get("versions")
-        .and_then(|v| v.get(&version))
-        .ok_or_else(|| fail(format!("no such version (registry {registry})")))?;
+    let manifest = packument.version(&version).ok_or_else(|| fail(format!("no such version (registry {registry})")))?;
     let layout = call.guard.layout().clone();
     let release = layout.release(name, &version);
-    let dist = manifest.get("dist").cloned().unwrap_or(Value::Null);
-    let integrity =
-        dist.get("integrity").and_then(Value::as_str).filter(|i| i.contains("sha512-")).map(str::to_owned).ok_or_else(
-            || fail("the registry offers no sha512 integrity (a SHA-1 shasum alone is not accepted)".into()),
-        )?;
+    let dist = &manifest.dist;
+    let integrity = expected_integrity(dist, policy.allow_sha1).map_err(fail)?;
 
     if let Ok(existing) = read_release(&release) {
         if existing.get("version").and_then(Value::as_str) == Some(version.as_str()) {
@@ -83,20 +79,27 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         }
     }
 
-    let url = dist
-        .get("tarball")
-        .and_then(Value::as_str)
-        .ok_or_else(|| fail("the registry names no tarball".into()))?
-        .to_owned();
+    let url = dist.tarball.clone().ok_or_else(|| fail("the registry names no tarball".into()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
-    let tarball = runtime.block_on(client.tarball(&package, &url, MAX_TARBALL)).map_err(|e| e.for_server(name))?;
+    let bar = call.progress.then(|| download_bar(&package, &version));
+    let download = client.tarball(&package, &url, MAX_TARBALL, |received, total| {
+        if let Some(bar) = &bar {
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
+            bar.set_position(received);
+        }
+    });
+    let tarball = runtime.block_on(download);
+    drop(bar);
+    let tarball = tarball.map_err(|e| e.for_server(name))?;
     check_integrity(&tarball, &integrity).map_err(fail)?;
 
     let partial = layout.staging().join(format!("{name}-{version}.partial"));
-    let bins = declared_bins(manifest);
+    let bins = manifest.bin.paths();
     let mut plan = Plan::new();
     if std::fs::symlink_metadata(&partial).is_ok() {
         plan.push(Effect::RemoveTree { path: partial.clone() });
@@ -123,6 +126,18 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
             Err(e.for_server(name))
         }
     }
+}
+
+/// A download bar on stderr that clears itself when dropped, so the command's own output
+/// follows on a clean line.
+fn download_bar(package: &str, version: &str) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    indicatif::ProgressBar::no_length()
+        .with_style(style)
+        .with_message(format!("downloading {package}@{version}"))
+        .with_finish(indicatif::ProgressFinish::AndClear)
 }
 
 /// After extraction: package checks, dependencies, digest, release.json, the rename.
@@ -209,25 +224,46 @@ fn finish(
     Ok(digest)
 }
 
-/// `sha512-<base64>` (one of possibly several space-separated hashes) against the bytes.
+/// The integrity the tarball must match, as SRI: the registry's sha512 hashes; else, only
+/// when the server's policy has `allow_sha1`, its SHA-1 (`dist.shasum` in hex, or a `sha1-`
+/// hash in `dist.integrity`, as old packuments have).
+fn expected_integrity(dist: &Dist, allow_sha1: bool) -> std::result::Result<String, String> {
+    let hashes = dist.integrity.as_deref().unwrap_or_default();
+    if hashes.split_whitespace().any(|h| h.starts_with("sha512-")) {
+        return Ok(hashes.to_owned());
+    }
+    let sha1 = hashes.split_whitespace().find(|h| h.starts_with("sha1-")).map(str::to_owned).or_else(|| {
+        let bytes = hex::decode(dist.shasum.as_deref()?).ok().filter(|b| b.len() == 20)?;
+        Some(format!("sha1-{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+    });
+    match sha1 {
+        Some(sri) if allow_sha1 => Ok(sri),
+        Some(_) => Err(
+            "the registry offers only a SHA-1 checksum, no sha512 integrity; set allow_sha1 for this server to accept it"
+                .into(),
+        ),
+        None => Err("the registry offers no integrity for the tarball (neither sha512 nor a SHA-1 shasum)".into()),
+    }
+}
+
+/// The bytes against an SRI string: its sha512 hashes when it has any, else its sha1 ones
+/// (which [`expected_integrity`] lets through only under `allow_sha1`).
 fn check_integrity(bytes: &[u8], integrity: &str) -> std::result::Result<(), String> {
-    let actual = base64::engine::general_purpose::STANDARD.encode(Sha512::digest(bytes));
-    let expected: Vec<&str> = integrity.split_whitespace().filter_map(|h| h.strip_prefix("sha512-")).collect();
+    let b64 = |digest: &[u8]| base64::engine::general_purpose::STANDARD.encode(digest);
+    let (algorithm, actual) = if integrity.split_whitespace().any(|h| h.starts_with("sha512-")) {
+        ("sha512", b64(&Sha512::digest(bytes)))
+    } else {
+        ("sha1", b64(&Sha1::digest(bytes)))
+    };
+    let prefix = format!("{algorithm}-");
+    let expected: Vec<&str> = integrity.split_whitespace().filter_map(|h| h.strip_prefix(prefix.as_str())).collect();
     if expected.iter().any(|e| e.split('?').next() == Some(actual.as_str())) {
         Ok(())
     } else {
         Err(format!(
-            "the tarball does not match its integrity: expected sha512-{}, got sha512-{actual}",
+            "the tarball does not match its integrity: expected {prefix}{}, got {prefix}{actual}",
             expected.first().unwrap_or(&"")
         ))
-    }
-}
-
-fn declared_bins(manifest: &Value) -> Vec<String> {
-    match manifest.get("bin") {
-        Some(Value::String(path)) => vec![path.clone()],
-        Some(Value::Object(map)) => map.values().filter_map(Value::as_str).map(str::to_owned).collect(),
-        _ => Vec::new(),
     }
 }
 
@@ -388,7 +424,7 @@ pub fn verify(site: &Site, name: &str, version: Option<&str>) -> Result<Value> {
     let layout = Layout::new(&site.root);
     let version = match version {
         Some(v) => v.to_owned(),
-        None => current_version(site, name)
+        None => pinned_version(site, name)
             .ok_or_else(|| Error::failed(format!("{name}: no current release to verify; name a version")))?,
     };
     let dir = layout.release(name, &version);
@@ -409,5 +445,29 @@ mod tests {
         assert!(check_integrity(b"abc", &format!("sha1-xyz {sri}")).is_ok());
         let err = check_integrity(b"abd", &sri).unwrap_err();
         assert!(err.starts_with("the tarball does not match its integrity: expected sha512-"), "{err}");
+    }
+
+    #[test]
+    fn sha1_only_when_allowed_and_only_without_sha512() {
+        // SHA-1 of "abc", as npm's hex `shasum` and as SRI.
+        let hex = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        let sri = "sha1-qZk+NkcGgWq6PiVxeFDCbJzQ2J0=";
+        let shasum_only = Dist { shasum: Some(hex.into()), ..Dist::default() };
+        assert_eq!(
+            expected_integrity(&shasum_only, false).unwrap_err(),
+            "the registry offers only a SHA-1 checksum, no sha512 integrity; set allow_sha1 for this server to accept it"
+        );
+        assert_eq!(expected_integrity(&shasum_only, true).unwrap(), sri);
+        let old_sri = Dist { integrity: Some(sri.into()), ..Dist::default() };
+        assert_eq!(expected_integrity(&old_sri, true).unwrap(), sri);
+        let both = Dist { integrity: Some("sha512-x".into()), shasum: Some(hex.into()), ..Dist::default() };
+        assert_eq!(expected_integrity(&both, true).unwrap(), "sha512-x", "sha512 wins when offered");
+        assert!(expected_integrity(&Dist::default(), true).unwrap_err().contains("no integrity"));
+        assert!(check_integrity(b"abc", sri).is_ok());
+        assert!(
+            check_integrity(b"abd", sri)
+                .unwrap_err()
+                .starts_with("the tarball does not match its integrity: expected sha1-qZk")
+        );
     }
 }

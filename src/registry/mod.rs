@@ -1,10 +1,17 @@
 //! The npm registry client: which registry serves a package (the site's `registry`, else the
 //! user's npm configuration with `@scope:registry=` and `//host/:_authToken=` lines), fetching
-//! full packuments with ETag revalidation, bounded retries on 5xx and connection errors, and
-//! errors that name the package and the registry. Tokens are sent, never logged.
+//! packuments (full or abbreviated) with ETag revalidation, bounded retries on 5xx and
+//! connection errors, and errors that name the package and the registry. Tokens are sent,
+//! never logged.
 
-use std::collections::BTreeMap;
+mod packument;
+
+pub use packument::{Bin, Dist, DistTags, Form, Manifest, Packument};
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -94,10 +101,10 @@ pub fn encode_name(package: &str) -> String {
     package.replace('/', "%2f")
 }
 
-/// A packument answer: new text with its ETag, or "not modified".
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A packument answer: a new packument with its ETag, or "not modified".
+#[derive(Debug, Clone, PartialEq)]
 pub enum Fetched {
-    Fresh { body: String, etag: Option<String> },
+    Fresh { packument: Packument, etag: Option<String> },
     NotModified,
 }
 
@@ -115,6 +122,7 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("tend/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(OnceResolver::default()))
             .build()
             .map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))?;
         Ok(Client { http, config, retries: 3 })
@@ -124,15 +132,16 @@ impl Client {
         &self.config
     }
 
-    /// The full packument of `package` (full, because the policy needs publish times).
-    pub async fn packument(&self, package: &str, etag: Option<&str>) -> Result<Fetched> {
+    /// The packument of `package` in `form`, revalidating `etag`; read into its slim form as
+    /// it arrives, so the registry's full text is never kept.
+    pub async fn packument(&self, package: &str, form: Form, etag: Option<&str>) -> Result<Fetched> {
         let registry = self.config.registry_for(package).to_owned();
         let url = format!("{registry}{}", encode_name(package));
         let failed = |why: String| Error::failed(format!("{package}: {why} (registry {registry})"));
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = self.http.get(&url).header("accept", "application/json");
+            let mut request = self.http.get(&url).header("accept", form.accept());
             if let Some(token) = self.config.token_for(&url) {
                 request = request.bearer_auth(token);
             }
@@ -147,8 +156,11 @@ impl Client {
                         200 => {
                             let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
                             let body =
-                                response.text().await.map_err(|e| failed(format!("the answer broke off: {e}")))?;
-                            return Ok(Fetched::Fresh { body, etag });
+                                response.bytes().await.map_err(|e| failed(format!("the answer broke off: {e}")))?;
+                            let mut packument = Packument::from_slice(&body).map_err(failed)?;
+                            // A registry without the abbreviated form sends the full one, times included.
+                            packument.abbreviated = form == Form::Abbreviated && packument.time.is_empty();
+                            return Ok(Fetched::Fresh { packument, etag });
                         }
                         304 => return Ok(Fetched::NotModified),
                         404 => return Err(failed("no such package".into())),
@@ -173,8 +185,15 @@ impl Client {
 }
 
 impl Client {
-    /// Downloads a tarball (at most `max` bytes), retrying 5xx and connection errors.
-    pub async fn tarball(&self, package: &str, url: &str, max: u64) -> Result<Vec<u8>> {
+    /// Downloads a tarball (at most `max` bytes), retrying 5xx and connection errors;
+    /// `progress` hears the bytes received so far and the size, when the registry sends it.
+    pub async fn tarball(
+        &self,
+        package: &str,
+        url: &str,
+        max: u64,
+        mut progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<Vec<u8>> {
         let failed = |why: String| Error::failed(format!("{package}: tarball {url}: {why}"));
         let mut attempt = 0;
         loop {
@@ -189,6 +208,7 @@ impl Client {
                         return Err(failed(format!("larger than {max} bytes")));
                     }
                     let mut response = response;
+                    let total = response.content_length();
                     let mut body = Vec::new();
                     while let Some(chunk) =
                         response.chunk().await.map_err(|e| failed(format!("the download broke off: {e}")))?
@@ -197,6 +217,7 @@ impl Client {
                         if body.len() as u64 > max {
                             return Err(failed(format!("larger than {max} bytes")));
                         }
+                        progress(body.len() as u64, total);
                     }
                     return Ok(body);
                 }
@@ -213,6 +234,34 @@ impl Client {
             tracing::debug!("{package}: {why}; retrying the download (attempt {attempt})");
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
         }
+    }
+}
+
+/// Resolves each host once per client. Concurrent requests to one registry each open a
+/// connection, and with the system resolver each would ask DNS again (two queries apiece); a
+/// resolver that rate-limits then drops some of them, and each drop costs a 5 s retry.
+#[derive(Debug, Default)]
+struct OnceResolver {
+    hosts: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Vec<SocketAddr>>>>>,
+}
+
+impl reqwest::dns::Resolve for OnceResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let cell = self.hosts.lock().map(|mut hosts| Arc::clone(hosts.entry(host.clone()).or_default())).ok();
+        Box::pin(async move {
+            let cell = cell.ok_or("the DNS cache is poisoned")?;
+            let addrs = cell
+                .get_or_try_init(|| async move {
+                    // getaddrinfo blocks; the port is set by the connector.
+                    tokio::task::spawn_blocking(move || (host.as_str(), 0).to_socket_addrs().map(Iterator::collect))
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))?
+                })
+                .await?;
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.clone().into_iter());
+            Ok(addrs)
+        })
     }
 }
 

@@ -68,6 +68,9 @@ pub struct RunOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// The clock policies are judged at (cooldowns); the system clock when `None`.
     pub now: Option<time::OffsetDateTime>,
+    /// Draw progress bars (downloads) on stderr. The binary sets it only when stderr is a
+    /// terminal and neither `--json` nor `-q` was given.
+    pub progress: bool,
 }
 
 /// Runs playbooks against one site with a set of primitives.
@@ -168,6 +171,7 @@ impl Runtime {
             calls: Vec::new(),
             last_call: None,
             now: options.now,
+            progress: options.progress,
         }));
         register_primitives(&mut engine, &self.registry, &state);
         let mut scope = vars_scope(&options.vars, true);
@@ -377,6 +381,7 @@ struct RunState {
     calls: Vec<CallRecord>,
     last_call: Option<(Option<String>, Position)>,
     now: Option<time::OffsetDateTime>,
+    progress: bool,
 }
 
 fn type_id(ty: ParamType) -> TypeId {
@@ -426,6 +431,7 @@ fn invoke(
         principal,
         run_id,
         now: state.now.unwrap_or_else(time::OffsetDateTime::now_utc),
+        progress: state.progress,
         effects: Vec::new(),
     };
     let result = (primitive.body)(&mut call, values.clone());

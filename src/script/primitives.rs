@@ -123,6 +123,8 @@ pub struct Call<'a> {
     pub run_id: &'a str,
     /// The run's clock: the time policies are judged at (`RunOptions::now`, else the system).
     pub now: time::OffsetDateTime,
+    /// Whether a long step may draw a progress bar on stderr (`RunOptions::progress`).
+    pub progress: bool,
     pub(crate) effects: Vec<String>,
 }
 

@@ -106,6 +106,7 @@ settings! {
         allowed: String = "*".into(),
         ignore: Vec<String> = Vec::new(),
         allow_install_scripts: bool = false,
+        allow_sha1: bool = false,
         on_tool_change: OnToolChange = OnToolChange::Fail,
     }
 }
