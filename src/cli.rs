@@ -89,6 +89,34 @@ pub enum Command {
         /// The installed release whose tool surface to accept.
         version: String,
     },
+    /// Take servers over from the client configs: stage the pinned version, make it current, rewrite the entry.
+    Adopt {
+        /// The servers (default: every npx server not yet adopted).
+        names: Vec<String>,
+        /// Show the client config diff, changing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Switch a server to a staged release (backup, atomic switch, check of the live server).
+    Swap {
+        /// The server.
+        name: String,
+        /// The staged release to put live.
+        version: String,
+        /// Then watch it ([monitor]) and roll back by itself if it fails.
+        #[arg(long)]
+        monitor: bool,
+    },
+    /// Switch a server back to its previous release (or any installed or backed-up one).
+    Rollback {
+        /// The server.
+        name: String,
+        /// The release to go back to (default: previous).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// One line per server: live and previous release, releases in use, last health.
+    Status,
     /// Remove what retention no longer keeps; without a token, only show it.
     Prune {
         /// Show what would be removed, removing nothing.

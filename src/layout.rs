@@ -47,6 +47,11 @@ impl Layout {
         self.state().join("health").join(format!("{name}.json"))
     }
 
+    /// The operation in progress (adopt, swap, rollback): `state/intent.json`.
+    pub fn intent(&self) -> PathBuf {
+        self.state().join("intent.json")
+    }
+
     /// Tool surfaces approved with `tend approve`: `state/approvals.json`.
     pub fn approvals(&self) -> PathBuf {
         self.state().join("approvals.json")

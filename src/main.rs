@@ -306,6 +306,97 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             emit(&if cli.json { pretty(&r) } else { line });
             Ok(0)
         }
+        Command::Adopt { names, dry_run } => {
+            let site = Site::discover(cli.site.as_deref())?;
+            let names: Vec<String> = if names.is_empty() {
+                site.servers()
+                    .into_iter()
+                    .filter(|e| e.command.as_deref().is_some_and(|c| tend::site::npx_invocation(c, &e.args).is_some()))
+                    .map(|e| e.name)
+                    .collect()
+            } else {
+                names.clone()
+            };
+            let calls: Vec<String> = names.iter().map(|n| format!("adopt({})", quote(n))).collect();
+            let source = format!("[{}]", calls.join(", "));
+            let options = RunOptions { token: token(&cli)?, dry_run: *dry_run, now: clock()?, ..RunOptions::default() };
+            let r = match run_inline(&cli, "tend adopt", source, options)? {
+                Ok(result) => result,
+                Err(code) => return Ok(code),
+            };
+            let mut out = String::new();
+            for a in r.as_array().into_iter().flatten() {
+                let name = text(&a["name"]);
+                if a["reason"] == "already adopted" {
+                    out.push_str(&format!("{name}: already adopted ({})\n", a["version"].as_str().unwrap_or("?")));
+                    continue;
+                }
+                if let Some(note) = a["note"].as_str() {
+                    out.push_str(&format!("{name}: {note}\n"));
+                }
+                let verb = if *dry_run { "would adopt" } else { "adopted" };
+                out.push_str(&format!("{name}: {verb} {}; {} now starts `{}`\n", text(&a["version"]), text(&a["client"]), text(&a["command"])));
+                if *dry_run {
+                    out.push_str(text(&a["diff"]));
+                }
+            }
+            emit(&if cli.json { pretty(&r) } else { out });
+            Ok(0)
+        }
+        Command::Swap { name, version, monitor } => {
+            let (n, v) = (quote(name), quote(version));
+            let source = if *monitor {
+                format!(
+                    "let s = swap({n}, {v});\nlet m = monitor({n});\nif m.passed {{ #{{swap: s, monitor: m, passed: true}} }} else {{\n  let r = rollback({n});\n  notify(\"error\", `{name}: ${{s.to}} failed the monitor (${{m.failures}} failed probes); rolled back to ${{r.to}}`);\n  #{{swap: s, monitor: m, rollback: r, passed: false}}\n}}"
+                )
+            } else {
+                format!("let s = swap({n}, {v}); #{{swap: s, passed: true}}")
+            };
+            let options = RunOptions { token: token(&cli)?, now: clock()?, ..RunOptions::default() };
+            let r = match run_inline(&cli, "tend swap", source, options)? {
+                Ok(result) => result,
+                Err(code) => return Ok(code),
+            };
+            let s = &r["swap"];
+            let mut out = if s["swapped"] == true {
+                format!("{name}: {} -> {} live (switch {} µs; backup {})\n", text(&s["from"]), text(&s["to"]), s["switch_us"], text(&s["backup"]))
+            } else {
+                format!("{name}: {} is already live\n", text(&s["to"]))
+            };
+            if let Some(m) = r.get("monitor") {
+                out.push_str(&format!("{name}: monitor {} ({} of {} probes failed)\n", if m["passed"] == true { "passed" } else { "FAILED" }, m["failures"], m["samples"].as_array().map_or(0, Vec::len)));
+            }
+            if let Some(rb) = r.get("rollback") {
+                out.push_str(&format!("{name}: rolled back to {}\n", text(&rb["to"])));
+            }
+            emit(&if cli.json { pretty(&r) } else { out });
+            Ok(if r["passed"] == true { 0 } else { 1 })
+        }
+        Command::Rollback { name, to } => {
+            let source = match to {
+                Some(v) => format!("rollback({}, {})", quote(name), quote(v)),
+                None => format!("rollback({})", quote(name)),
+            };
+            let options = RunOptions { token: token(&cli)?, now: clock()?, ..RunOptions::default() };
+            let r = match run_inline(&cli, "tend rollback", source, options)? {
+                Ok(result) => result,
+                Err(code) => return Ok(code),
+            };
+            let line = if r["rolled_back"] == true {
+                let restored = r["restored_from"].as_str().map(|b| format!(" (restored from {b})")).unwrap_or_default();
+                format!("{name}: {} -> {} live{restored}\n", text(&r["from"]), text(&r["to"]))
+            } else {
+                format!("{name}: {} is already live\n", text(&r["to"]))
+            };
+            emit(&if cli.json { pretty(&r) } else { line });
+            Ok(0)
+        }
+        Command::Status => {
+            let site = Site::discover(cli.site.as_deref())?;
+            let status = tend::ops::status::status(&site);
+            emit(&if cli.json { pretty(&serde_json::to_value(&status).unwrap_or_default()) } else { tend::ops::status::table(&status) });
+            Ok(0)
+        }
         Command::Prune { dry_run } => {
             let token = token(&cli)?;
             // Without a token prune can only show its plan: that is the safe default.

@@ -30,9 +30,10 @@ pub enum Effect {
     RemoveFile { path: PathBuf },
     /// Remove a directory tree without following any link inside it.
     RemoveTree { path: PathBuf },
-    /// Pack `sources` (named relative to `base`, links stored as links) into the gzip tar
-    /// `path`, written atomically and read back completely before it is renamed into place.
-    Archive { path: PathBuf, base: PathBuf, sources: Vec<PathBuf> },
+    /// Pack `sources` (named relative to `base`, links stored as links), and the in-memory
+    /// files `extra` (archive path, contents), into the gzip tar `path`, written atomically and
+    /// read back completely before it is renamed into place.
+    Archive { path: PathBuf, base: PathBuf, sources: Vec<PathBuf>, extra: Vec<(PathBuf, Vec<u8>)> },
     /// Unpack an npm tarball (already verified) into the empty folder `path` with the
     /// hardened extractor, then mark its declared bins executable.
     Extract {
@@ -197,15 +198,21 @@ fn apply_one(jail: &Jail, effect: &Effect, declared: &[PathBuf]) -> Result<()> {
             crate::extract::extract(tarball.as_slice(), &dir, limits)?;
             crate::extract::mark_bins(&dir, bins)
         }
-        Effect::Archive { path, base, sources } => {
+        Effect::Archive { path, base, sources, extra } => {
             let (dir, name) = jail.open_parent(path, declared)?;
-            write_archive(&dir, &name, base, sources).map_err(|e| Error::io("archive into", path, e))
+            write_archive(&dir, &name, base, sources, extra).map_err(|e| Error::io("archive into", path, e))
         }
     }
 }
 
 /// Builds the archive in a temp file and reads every entry back before it is renamed into place.
-fn write_archive(dir: &OwnedFd, name: &OsStr, base: &Path, sources: &[PathBuf]) -> std::io::Result<()> {
+fn write_archive(
+    dir: &OwnedFd,
+    name: &OsStr,
+    base: &Path,
+    sources: &[PathBuf],
+    extra: &[(PathBuf, Vec<u8>)],
+) -> std::io::Result<()> {
     use std::io::{Seek, SeekFrom};
     replace_atomically(dir, name, 0o644, |file| {
         let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(&mut *file, flate2::Compression::default()));
@@ -221,6 +228,15 @@ fn write_archive(dir: &OwnedFd, name: &OsStr, base: &Path, sources: &[PathBuf]) 
             } else {
                 builder.append_path_with_name(source, inside)?;
             }
+            written += 1;
+        }
+        for (inside, contents) in extra {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+            builder.append_data(&mut header, inside, contents.as_slice())?;
             written += 1;
         }
         builder.into_inner()?.finish()?;

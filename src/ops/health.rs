@@ -307,6 +307,42 @@ pub fn health(call: &mut Call<'_>, name: &str, overrides: Option<&Value>) -> Res
     Ok(report)
 }
 
+/// A health run that records nothing: the monitor's samples, and the check after a swap
+/// that the live server is the release just switched to. `launch` overrides how the server
+/// is started (a swap starts it exactly as the client config says).
+pub fn probe_only(site: &Site, name: &str, options: &Options, launch: Option<Launch>) -> Result<HealthReport> {
+    let mut target = resolve(site, name, options.release.as_deref())?;
+    if let Some(launch) = launch {
+        target.launch = Some(launch);
+    }
+    let started = Instant::now();
+    let observed = observe(&target, options);
+    let (mut report, _) = judge(name, &target, options, observed, &Layout::new(&site.root));
+    report.duration_ms = round2(started.elapsed().as_secs_f64() * 1000.0);
+    Ok(report)
+}
+
+/// The server's own version as the last passed health run of `version` recorded it, and the
+/// tool fingerprint it had.
+pub fn recorded_identity(layout: &Layout, name: &str, version: &str) -> Option<(Option<String>, Option<String>)> {
+    let text = std::fs::read_to_string(layout.health(name)).ok()?;
+    let history: Value = serde_json::from_str(&text).ok()?;
+    let entry = history.get(version)?;
+    Some((
+        entry.get("server_version").and_then(Value::as_str).map(str::to_owned),
+        entry.get("fingerprint").and_then(Value::as_str).map(str::to_owned),
+    ))
+}
+
+/// Whether `version` passed a health run during run `run_id`.
+pub fn passed_in_run(layout: &Layout, name: &str, version: &str, run_id: &str) -> bool {
+    std::fs::read_to_string(layout.health(name))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|h| h.get(version).cloned())
+        .is_some_and(|e| e["passed"] == true && e["run_id"] == run_id)
+}
+
 /// Runs the phases against the target.
 fn observe(target: &Target, options: &Options) -> Observation {
     let mut obs = Observation::default();
@@ -1100,6 +1136,7 @@ fn record(
             "run_id": call.run_id,
             "target": report.target,
             "fingerprint": report.fingerprint,
+            "server_version": report.server_info.get("version"),
             "errors": report.errors,
             "metrics": report.metrics,
         }),

@@ -2,9 +2,11 @@
 //! and the library alike; `builtins()` declares the primitives over them.
 
 pub mod check;
+pub mod deploy;
 pub mod health;
 pub mod launch;
 pub mod prune;
+pub mod status;
 pub mod stage;
 
 use serde::Serialize;
@@ -148,5 +150,30 @@ pub fn builtins() -> Vec<Primitive> {
             .param("version", ParamType::String)
             .scope(crate::Scope::Deploy)
             .body(|call, args| health::approve(call, arg_str(&args, 0), arg_str(&args, 1))),
+        Primitive::new("adopt", "#{name, adopted, version, client, command, args, backup, note, diff}", "takes a server over from its client config: stages the pinned version (or the newest allowed), makes it current, backs up the client config and rewrites the entry to start through current")
+            .param("name", ParamType::String)
+            .scope(crate::Scope::Deploy)
+            .body(|call, args| deploy::adopt(call, arg_str(&args, 0))),
+        Primitive::new("swap", "#{name, from, to, swapped, backup, switch_us}", "puts a staged, verified, healthy release live: backup of the current one, one atomic switch of current, then a check that the live server is the new release (switched back if not)")
+            .param("name", ParamType::String)
+            .param("version", ParamType::String)
+            .scope(crate::Scope::Deploy)
+            .body(|call, args| deploy::swap(call, arg_str(&args, 0), arg_str(&args, 1))),
+        Primitive::new("monitor", "#{name, passed, samples, failures, failure_limit}", "probes the live release count times, interval apart; more than failure_limit failed probes fail it")
+            .param("name", ParamType::String)
+            .body(|call, args| deploy::monitor(call, arg_str(&args, 0), None)),
+        Primitive::new("monitor", "as monitor(name)", "monitor with #{count, interval, failure_limit} over the site's [monitor]")
+            .param("name", ParamType::String)
+            .param("options", ParamType::Map)
+            .body(|call, args| deploy::monitor(call, arg_str(&args, 0), args.get(1))),
+        Primitive::new("rollback", "#{name, from, to, rolled_back, restored_from}", "switches current back to the previous release")
+            .param("name", ParamType::String)
+            .scope(crate::Scope::Rollback)
+            .body(|call, args| deploy::rollback(call, arg_str(&args, 0), None)),
+        Primitive::new("rollback", "as rollback(name)", "switches current to any installed release, restoring it from its newest backup when it was pruned")
+            .param("name", ParamType::String)
+            .param("version", ParamType::String)
+            .scope(crate::Scope::Rollback)
+            .body(|call, args| deploy::rollback(call, arg_str(&args, 0), Some(arg_str(&args, 1)))),
     ]
 }

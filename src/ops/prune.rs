@@ -437,6 +437,7 @@ pub fn execute(call: &mut Call<'_>, mut items: Vec<Item>) -> Result<PruneReport>
             path: layout.archive().join(format!("{name}-{stamp}.tar.gz")),
             base: layout.root().to_path_buf(),
             sources,
+            extra: Vec::new(),
         });
         match call.execute(&plan) {
             Ok(()) => {

@@ -395,7 +395,7 @@ pub(crate) fn read_release(dir: &Path) -> Result<Value> {
 }
 
 /// Recomputes the tree and names the first entry that differs from `release.json`.
-fn verify_dir(dir: &Path, record: &Value) -> Result<String> {
+pub(crate) fn verify_dir(dir: &Path, record: &Value) -> Result<String> {
     let (digest, files) = tree_digest(dir)?;
     let recorded: BTreeMap<String, String> = record
         .get("files")

@@ -161,6 +161,19 @@ impl Runtime {
             effects: Vec::new(),
             outcome: "ok".into(),
         })?;
+        // Before anything else: finish or undo what an interrupted run left.
+        let repaired = crate::ops::deploy::recover(&self.site, &guard)?;
+        for message in &repaired {
+            tracing::warn!("repaired: {message}");
+            audit.append(&AuditEntry {
+                run: run_id.clone(),
+                token: principal.name().map(str::to_owned),
+                primitive: "recover".into(),
+                args: serde_json::json!({ "repaired": message }),
+                effects: Vec::new(),
+                outcome: "ok".into(),
+            })?;
+        }
 
         let state = Rc::new(RefCell::new(RunState {
             site: self.site.clone(),
