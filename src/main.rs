@@ -335,7 +335,12 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                     out.push_str(&format!("{name}: {note}\n"));
                 }
                 let verb = if *dry_run { "would adopt" } else { "adopted" };
-                out.push_str(&format!("{name}: {verb} {}; {} now starts `{}`\n", text(&a["version"]), text(&a["client"]), text(&a["command"])));
+                out.push_str(&format!(
+                    "{name}: {verb} {}; {} now starts `{}`\n",
+                    text(&a["version"]),
+                    text(&a["client"]),
+                    text(&a["command"])
+                ));
                 if *dry_run {
                     out.push_str(text(&a["diff"]));
                 }
@@ -359,12 +364,23 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             };
             let s = &r["swap"];
             let mut out = if s["swapped"] == true {
-                format!("{name}: {} -> {} live (switch {} µs; backup {})\n", text(&s["from"]), text(&s["to"]), s["switch_us"], text(&s["backup"]))
+                format!(
+                    "{name}: {} -> {} live (switch {} µs; backup {})\n",
+                    text(&s["from"]),
+                    text(&s["to"]),
+                    s["switch_us"],
+                    text(&s["backup"])
+                )
             } else {
                 format!("{name}: {} is already live\n", text(&s["to"]))
             };
             if let Some(m) = r.get("monitor") {
-                out.push_str(&format!("{name}: monitor {} ({} of {} probes failed)\n", if m["passed"] == true { "passed" } else { "FAILED" }, m["failures"], m["samples"].as_array().map_or(0, Vec::len)));
+                out.push_str(&format!(
+                    "{name}: monitor {} ({} of {} probes failed)\n",
+                    if m["passed"] == true { "passed" } else { "FAILED" },
+                    m["failures"],
+                    m["samples"].as_array().map_or(0, Vec::len)
+                ));
             }
             if let Some(rb) = r.get("rollback") {
                 out.push_str(&format!("{name}: rolled back to {}\n", text(&rb["to"])));
@@ -394,7 +410,11 @@ fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Status => {
             let site = Site::discover(cli.site.as_deref())?;
             let status = tend::ops::status::status(&site);
-            emit(&if cli.json { pretty(&serde_json::to_value(&status).unwrap_or_default()) } else { tend::ops::status::table(&status) });
+            emit(&if cli.json {
+                pretty(&serde_json::to_value(&status).unwrap_or_default())
+            } else {
+                tend::ops::status::table(&status)
+            });
             Ok(0)
         }
         Command::Prune { dry_run } => {

@@ -1577,3 +1577,6 @@ mod health;
 
 #[path = "cli/registry_failures.rs"]
 mod registry_failures;
+
+#[path = "cli/deploy.rs"]
+mod deploy;

@@ -235,7 +235,9 @@ fn write_archive(
             header.set_size(contents.len() as u64);
             header.set_mode(0o644);
             header.set_entry_type(tar::EntryType::Regular);
-            header.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+            header.set_mtime(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            );
             builder.append_data(&mut header, inside, contents.as_slice())?;
             written += 1;
         }

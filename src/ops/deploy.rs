@@ -72,7 +72,9 @@ pub fn link_version(layout: &Layout, name: &str, link: &Path) -> Result<Option<S
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(22) => {
-            return Err(Error::policy(format!("{} is not a symlink; refusing to touch it", link.display())).for_server(name));
+            return Err(
+                Error::policy(format!("{} is not a symlink; refusing to touch it", link.display())).for_server(name)
+            );
         }
         Err(e) => return Err(Error::io("read", link, e)),
     };
@@ -100,10 +102,12 @@ fn release_dir(layout: &Layout, name: &str, version: &str) -> Result<PathBuf> {
     let dir = layout.release(name, version);
     match dir.symlink_metadata() {
         Ok(m) if m.file_type().is_symlink() => {
-            Err(Error::policy(format!("{} is a symlink, not a release folder; refusing", dir.display())).for_server(name))
+            Err(Error::policy(format!("{} is a symlink, not a release folder; refusing", dir.display()))
+                .for_server(name))
         }
         Ok(m) if m.is_dir() => Ok(dir),
-        _ => Err(Error::failed(format!("{name}: release {version} is not installed (no {})", dir.display())).for_server(name)),
+        _ => Err(Error::failed(format!("{name}: release {version} is not installed (no {})", dir.display()))
+            .for_server(name)),
     }
 }
 
@@ -121,7 +125,13 @@ fn link_effect(link: PathBuf, version: &str) -> Effect {
 fn backup_effects(call: &Call<'_>, name: &str, version: &str) -> Result<(PathBuf, Plan)> {
     let layout = call.guard.layout().clone();
     let dir = release_dir(&layout, name, version)?;
-    let path = layout.backups().join(format!("{name}-{version}-{}.tar.gz", crate::clock::stamp(call.now)));
+    // Never overwrite a backup (two in one second, or a fixed clock): take the next free second.
+    let mut at = call.now;
+    let mut path = layout.backups().join(format!("{name}-{version}-{}.tar.gz", crate::clock::stamp(at)));
+    while path.symlink_metadata().is_ok() {
+        at += time::Duration::SECOND;
+        path = layout.backups().join(format!("{name}-{version}-{}.tar.gz", crate::clock::stamp(at)));
+    }
     let mut extra = Vec::new();
     let entry = call.site.servers().into_iter().find(|e| e.name == name);
     if let Some(client) = entry.as_ref().and_then(|e| e.client.clone()) {
@@ -149,12 +159,9 @@ fn backup_effects(call: &Call<'_>, name: &str, version: &str) -> Result<(PathBuf
 /// `adopt(name)`: take a server over from its client config.
 pub fn adopt(call: &mut Call<'_>, name: &str) -> Result<Value> {
     let layout = call.guard.layout().clone();
-    let entry = call
-        .site
-        .servers()
-        .into_iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| Error::failed(format!("no server named `{name}` in the site's client configs")).for_server(name))?;
+    let entry = call.site.servers().into_iter().find(|e| e.name == name).ok_or_else(|| {
+        Error::failed(format!("no server named `{name}` in the site's client configs")).for_server(name)
+    })?;
     let client_path = entry.client.clone().ok_or_else(|| {
         Error::failed(format!("{name}: named only in tend.toml; adopt needs a client config entry")).for_server(name)
     })?;
@@ -165,8 +172,10 @@ pub fn adopt(call: &mut Call<'_>, name: &str) -> Result<Value> {
         return Ok(json!({ "name": name, "adopted": false, "version": version, "reason": "already adopted" }));
     }
     let npx = npx_invocation(&command, &entry.args).ok_or_else(|| {
-        Error::failed(format!("{name}: only entries started with `npx [-y] package` can be adopted (this one runs `{command}`)"))
-            .for_server(name)
+        Error::failed(format!(
+            "{name}: only entries started with `npx [-y] package` can be adopted (this one runs `{command}`)"
+        ))
+        .for_server(name)
     })?;
     let pinned = npx.package.version.clone().filter(|v| semver::Version::parse(v).is_ok());
     let (version, note) = match pinned {
@@ -185,12 +194,19 @@ pub fn adopt(call: &mut Call<'_>, name: &str) -> Result<Value> {
     }
     let staged = stage::stage(call, name, Some(&version))?;
     let release = layout.release(name, &version);
-    let bin = launch::bin_of(&release, npx.bin.as_deref()).map_err(|e| e.for_server(name))?;
+    let bin = match &staged.manifest {
+        Some(manifest) => launch::bin_in(manifest, npx.bin.as_deref()),
+        None => launch::bin_of(&release, npx.bin.as_deref()),
+    }
+    .map_err(|e| e.for_server(name))?;
 
     // The rewritten entry: same fields, started through `current`.
-    let config = call.site.clients.iter().find(|c| c.path == client_path).ok_or_else(|| {
-        Error::failed(format!("{name}: client config {} is not loaded", client_path.display()))
-    })?;
+    let config = call
+        .site
+        .clients
+        .iter()
+        .find(|c| c.path == client_path)
+        .ok_or_else(|| Error::failed(format!("{name}: client config {} is not loaded", client_path.display())))?;
     let mut value = config.entry(name).cloned().unwrap_or_else(|| json!({}));
     value["command"] = json!(current.join(&bin).display().to_string());
     value["args"] = json!(npx.args);
@@ -199,20 +215,28 @@ pub fn adopt(call: &mut Call<'_>, name: &str) -> Result<Value> {
     let diff = line_diff(&before, &after);
 
     let had_current = live_version(&layout, name)?;
-    write_intent(call, &Intent {
-        op: "adopt".into(),
-        server: name.into(),
-        from: had_current.clone(),
-        to: version.clone(),
-        previous: None,
-        run_id: call.run_id.to_owned(),
-    })?;
+    write_intent(
+        call,
+        &Intent {
+            op: "adopt".into(),
+            server: name.into(),
+            from: had_current.clone(),
+            to: version.clone(),
+            previous: None,
+            run_id: call.run_id.to_owned(),
+        },
+    )?;
     if had_current.is_none() {
         call.execute(&Plan::new().with(link_effect(current.clone(), &version)))?;
     }
     crash_point("adopt:after-current");
-    let (backup, plan) = backup_effects(call, name, &version)?;
-    call.execute(&plan)?;
+    let backup = if call.dry_run() && !release.is_dir() {
+        None // nothing staged to back up in a dry run
+    } else {
+        let (backup, plan) = backup_effects(call, name, &version)?;
+        call.execute(&plan)?;
+        Some(backup)
+    };
     crash_point("adopt:after-backup");
     call.execute(
         &Plan::new()
@@ -220,8 +244,19 @@ pub fn adopt(call: &mut Call<'_>, name: &str) -> Result<Value> {
             .declaring(client_path.clone()),
     )?;
     clear_intent(call.guard)?;
+    // Record the adopted release's health and tool surface: the baseline the next swap's
+    // surface diff compares against. A failure is reported, not fatal: it is what runs today.
+    let health = if call.dry_run() {
+        None
+    } else {
+        let report = health::health(call, name, None)?;
+        if !report.passed {
+            tracing::warn!("{name}: the adopted release {version} fails health: {}", report.errors.join("; "));
+        }
+        Some(report.passed)
+    };
     Ok(json!({
-        "name": name, "adopted": !call.dry_run(), "version": version, "client": client_path,
+        "name": name, "adopted": !call.dry_run(), "health_passed": health, "version": version, "client": client_path,
         "command": value["command"], "args": value["args"], "backup": backup, "digest": staged.digest,
         "note": note, "diff": diff,
     }))
@@ -280,7 +315,9 @@ pub fn swap(call: &mut Call<'_>, name: &str, version: &str) -> Result<Value> {
             ))
             .for_server(name));
         }
-        (None, _) => return Err(Error::failed(format!("no server named `{name}` in the site's client configs")).for_server(name)),
+        (None, _) => {
+            return Err(Error::failed(format!("no server named `{name}` in the site's client configs")).for_server(name));
+        }
     };
     if !health::passed_in_run(&layout, name, version, call.run_id) {
         let report = health::health(call, name, Some(&json!({ "release": version })))?;
@@ -293,14 +330,17 @@ pub fn swap(call: &mut Call<'_>, name: &str, version: &str) -> Result<Value> {
         }
     }
     let previous = link_version(&layout, name, &layout.previous(name)).ok().flatten();
-    write_intent(call, &Intent {
-        op: "swap".into(),
-        server: name.into(),
-        from: Some(from.clone()),
-        to: version.to_owned(),
-        previous: previous.clone(),
-        run_id: call.run_id.to_owned(),
-    })?;
+    write_intent(
+        call,
+        &Intent {
+            op: "swap".into(),
+            server: name.into(),
+            from: Some(from.clone()),
+            to: version.to_owned(),
+            previous: previous.clone(),
+            run_id: call.run_id.to_owned(),
+        },
+    )?;
     let (backup, plan) = backup_effects(call, name, &from)?;
     call.execute(&plan)?;
     crash_point("swap:after-backup");
@@ -314,13 +354,18 @@ pub fn swap(call: &mut Call<'_>, name: &str, version: &str) -> Result<Value> {
         if let Err(why) = verify_live(call.site, name, version, &entry) {
             // Put the old release back before saying anything else.
             let mut undo = Plan::new().with(link_effect(layout.current(name), &from));
-            undo = match &previous {
-                Some(p) => undo.with(link_effect(layout.previous(name), p)),
-                None => undo.with(Effect::RemoveFile { path: layout.previous(name) }),
-            };
+            match &previous {
+                Some(p) => undo.push(link_effect(layout.previous(name), p)),
+                None if layout.previous(name).symlink_metadata().is_ok() => {
+                    undo.push(Effect::RemoveFile { path: layout.previous(name) });
+                }
+                None => {}
+            }
             call.execute(&undo)?;
             clear_intent(call.guard)?;
-            return Err(Error::failed(format!("{name}: after the switch {why}; switched back to {from}")).for_server(name));
+            return Err(
+                Error::failed(format!("{name}: after the switch {why}; switched back to {from}")).for_server(name)
+            );
         }
     }
     clear_intent(call.guard)?;
@@ -329,11 +374,21 @@ pub fn swap(call: &mut Call<'_>, name: &str, version: &str) -> Result<Value> {
 
 /// Starts the server exactly as the client config says and checks it is `version`: the same
 /// server version and tool fingerprint as that release showed under health.
-fn verify_live(site: &Site, name: &str, version: &str, entry: &crate::site::ServerEntry) -> std::result::Result<(), String> {
+fn verify_live(
+    site: &Site,
+    name: &str,
+    version: &str,
+    entry: &crate::site::ServerEntry,
+) -> std::result::Result<(), String> {
     let options = health::Options {
         release: None,
         thresholds: site.server(name).thresholds,
-        probe: crate::site::Probe { pings: crate::site::Count(1), burst: crate::site::Count(0), idle_window: crate::duration::HumanDuration::from_millis(0), ..site.server(name).probe },
+        probe: crate::site::Probe {
+            pings: crate::site::Count(1),
+            burst: crate::site::Count(0),
+            idle_window: crate::duration::HumanDuration::from_millis(0),
+            ..site.server(name).probe
+        },
         on_tool_change: crate::site::OnToolChange::Allow,
         smoke: Vec::new(),
     };
@@ -389,7 +444,9 @@ pub fn monitor(call: &mut Call<'_>, name: &str, overrides: Option<&Value>) -> Re
         }));
     }
     let passed = failures <= settings.failure_limit.0;
-    Ok(json!({ "name": name, "passed": passed, "samples": samples, "failures": failures, "failure_limit": settings.failure_limit.0 }))
+    Ok(
+        json!({ "name": name, "passed": passed, "samples": samples, "failures": failures, "failure_limit": settings.failure_limit.0 }),
+    )
 }
 
 // ------------------------------------------------------------------------------- rollback
@@ -414,14 +471,17 @@ pub fn rollback(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Resul
         restored = Some(restore(call, name, &to)?);
     }
     release_dir(&layout, name, &to)?;
-    write_intent(call, &Intent {
-        op: "rollback".into(),
-        server: name.into(),
-        from: Some(live.clone()),
-        to: to.clone(),
-        previous: None,
-        run_id: call.run_id.to_owned(),
-    })?;
+    write_intent(
+        call,
+        &Intent {
+            op: "rollback".into(),
+            server: name.into(),
+            from: Some(live.clone()),
+            to: to.clone(),
+            previous: None,
+            run_id: call.run_id.to_owned(),
+        },
+    )?;
     call.execute(&Plan::new().with(link_effect(layout.current(name), &to)))?;
     crash_point("rollback:after-switch");
     call.execute(&Plan::new().with(link_effect(layout.previous(name), &live)))?;
@@ -454,7 +514,8 @@ fn restore(call: &mut Call<'_>, name: &str, version: &str) -> Result<PathBuf> {
             .for_server(name)
     })?;
     let bytes = std::fs::read(&archive).map_err(|e| Error::io("read", &archive, e))?;
-    let damaged = |why: String| Error::failed(format!("{name}: backup {} is damaged: {why}", archive.display())).for_server(name);
+    let damaged =
+        |why: String| Error::failed(format!("{name}: backup {} is damaged: {why}", archive.display())).for_server(name);
     let manifest = package_json_in(&bytes).map_err(damaged)?;
     let bins: Vec<String> = match manifest.get("bin") {
         Some(Value::String(p)) => vec![p.clone()],
@@ -497,8 +558,9 @@ fn restore(call: &mut Call<'_>, name: &str, version: &str) -> Result<PathBuf> {
     Ok(archive)
 }
 
-/// The `package.json` of the release inside a backup archive.
-fn package_json_in(bytes: &[u8]) -> std::result::Result<Value, String> {
+/// The `package.json` at the top of a tarball (`<first>/package.json`): an npm tarball or a
+/// backup archive.
+pub(crate) fn package_json_in(bytes: &[u8]) -> std::result::Result<Value, String> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
@@ -567,13 +629,19 @@ fn repair(site: &Site, guard: &Guard, layout: &Layout, intent: &Intent) -> Resul
         "swap" => {
             let from = intent.from.clone().unwrap_or_default();
             if live.as_deref() == Some(from.as_str()) {
-                return Ok(format!("an interrupted swap of {name} from {from} to {} never switched; {from} stays live", intent.to));
+                return Ok(format!(
+                    "an interrupted swap of {name} from {from} to {} never switched; {from} stays live",
+                    intent.to
+                ));
             }
             let mut plan = Plan::new().with(link(layout.current(name), &from));
-            plan = match &intent.previous {
-                Some(p) => plan.with(link(layout.previous(name), p)),
-                None => plan.with(Effect::RemoveFile { path: layout.previous(name) }),
-            };
+            match &intent.previous {
+                Some(p) => plan.push(link(layout.previous(name), p)),
+                None if layout.previous(name).symlink_metadata().is_ok() => {
+                    plan.push(Effect::RemoveFile { path: layout.previous(name) });
+                }
+                None => {}
+            }
             guard.record(&plan)?;
             Ok(format!("undid an interrupted swap of {name} from {from} to {}: {from} is live again", intent.to))
         }

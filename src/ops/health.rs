@@ -303,7 +303,7 @@ pub fn health(call: &mut Call<'_>, name: &str, overrides: Option<&Value>) -> Res
     let layout = Layout::new(&call.site.root);
     let (mut report, surface) = judge(name, &target, &options, observed, &layout);
     report.duration_ms = round2(started.elapsed().as_secs_f64() * 1000.0);
-    record(call, name, &target, &report, surface.as_ref())?;
+    record(call, name, &report, surface.as_ref())?;
     Ok(report)
 }
 
@@ -710,7 +710,7 @@ fn judge(
         let live = super::managed_version(layout, name);
         let baseline = match (&target.target, &live) {
             (&"release", Some(live)) if Some(live) != target.version.as_ref() => {
-                read_surface(&layout.release(name, live)).map(|s| (live.clone(), s))
+                read_surface(layout, name, live).map(|s| (live.clone(), s))
             }
             _ => None,
         };
@@ -1039,10 +1039,12 @@ fn digest(text: &str) -> String {
     format!("sha256-{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
-/// The surface recorded in a release's `release.json`.
-fn read_surface(dir: &Path) -> Option<Surface> {
-    let manifest = super::stage::read_release(dir).ok()?;
-    serde_json::from_value(manifest.get("surface")?.clone()).ok()
+/// The surface the last health run of `version` recorded (releases stay byte-for-byte as
+/// staged, so it is kept with the health results, not in `release.json`).
+fn read_surface(layout: &Layout, name: &str, version: &str) -> Option<Surface> {
+    let text = std::fs::read_to_string(layout.health(name)).ok()?;
+    let history: Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_value(history.get(version)?.get("surface")?.clone()).ok()
 }
 
 /// The fingerprint `tend approve` recorded for a release.
@@ -1063,7 +1065,7 @@ pub fn approve(call: &mut Call<'_>, name: &str, version: &str) -> Result<Value> 
             Error::failed(format!("{name}: release {version} is not staged (no {})", dir.display())).for_server(name)
         );
     }
-    let fingerprint = match read_surface(&dir) {
+    let fingerprint = match read_surface(&layout, name, version) {
         Some(surface) => surface.fingerprint,
         None => {
             let report = health(call, name, Some(&json!({ "release": version })))?;
@@ -1097,30 +1099,11 @@ pub fn approve(call: &mut Call<'_>, name: &str, version: &str) -> Result<Value> 
     Ok(json!({ "name": name, "version": version, "fingerprint": fingerprint }))
 }
 
-/// Bookkeeping after a run: the surface into the release's `release.json` (once), and the
-/// result into `state/health/<name>.json`, which `swap` and `status` read.
-fn record(
-    call: &mut Call<'_>,
-    name: &str,
-    target: &Target,
-    report: &HealthReport,
-    surface: Option<&Surface>,
-) -> Result<()> {
+/// Bookkeeping after a run: the result (and the tool surface) into
+/// `state/health/<name>.json`, which `swap`, `approve` and `status` read.
+fn record(call: &mut Call<'_>, name: &str, report: &HealthReport, surface: Option<&Surface>) -> Result<()> {
     let layout = Layout::new(&call.site.root);
     let mut plan = Plan::new();
-    if let (Some(dir), Some(surface)) = (&target.release_dir, surface) {
-        let real = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-        if let Ok(mut manifest) = super::stage::read_release(&real) {
-            if read_surface(&real).as_ref() != Some(surface) {
-                manifest["surface"] = serde_json::to_value(surface).unwrap_or_default();
-                plan = plan.with(Effect::WriteFile {
-                    path: real.join("release.json"),
-                    contents: format!("{}\n", serde_json::to_string_pretty(&manifest).unwrap_or_default()).into_bytes(),
-                    mode: 0o644,
-                });
-            }
-        }
-    }
     let key = report.version.clone().unwrap_or_else(|| "unknown".into());
     let path = layout.health(name);
     let mut history: Map<String, Value> = std::fs::read_to_string(&path)
@@ -1137,6 +1120,7 @@ fn record(
             "target": report.target,
             "fingerprint": report.fingerprint,
             "server_version": report.server_info.get("version"),
+            "surface": surface,
             "errors": report.errors,
             "metrics": report.metrics,
         }),

@@ -58,6 +58,11 @@ pub fn bin_of(dir: &Path, wanted: Option<&str>) -> Result<PathBuf> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .ok_or_else(|| Error::failed(format!("{} is missing or not JSON", path.display())))?;
+    bin_in(&manifest, wanted)
+}
+
+/// The bin to run, from a package's manifest.
+pub fn bin_in(manifest: &Value, wanted: Option<&str>) -> Result<PathBuf> {
     let package = manifest.get("name").and_then(Value::as_str).unwrap_or_default();
     let short = package.rsplit('/').next().unwrap_or(package);
     let bins: Vec<(String, String)> = match manifest.get("bin") {

@@ -6,8 +6,8 @@ pub mod deploy;
 pub mod health;
 pub mod launch;
 pub mod prune;
-pub mod status;
 pub mod stage;
+pub mod status;
 
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -38,6 +38,9 @@ pub struct Staged {
     /// The digest of the installed tree; `None` in a dry run.
     pub digest: Option<String>,
     pub reused: bool,
+    /// The package's `package.json` as the tarball holds it (a dry run has no release to read).
+    #[serde(skip)]
+    pub manifest: Option<Value>,
 }
 
 /// Stages `version` of server `name` (the check's candidate when `None`).
@@ -75,7 +78,15 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
                 fail(format!("{} is installed but does not verify: {}", release.display(), e.message()))
             })?;
             let digest = existing.get("digest").and_then(Value::as_str).map(str::to_owned);
-            return Ok(Staged { name: name.into(), version, path: release, integrity, digest, reused: true });
+            return Ok(Staged {
+                name: name.into(),
+                version,
+                path: release,
+                integrity,
+                digest,
+                reused: true,
+                manifest: None,
+            });
         }
     }
 
@@ -105,6 +116,7 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         plan.push(Effect::RemoveTree { path: partial.clone() });
     }
     plan.push(Effect::CreateDir { path: partial.clone() });
+    let manifest = call.dry_run().then(|| super::deploy::package_json_in(&tarball).ok()).flatten();
     plan.push(Effect::Extract {
         path: partial.clone(),
         tarball: Arc::new(tarball),
@@ -115,10 +127,13 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         if call.dry_run() {
             return Ok(None);
         }
+        super::deploy::crash_point("stage:after-extract");
         finish(call, site, name, &package, &version, &integrity, &registry, &partial, &release).map(Some)
     });
     match result {
-        Ok(digest) => Ok(Staged { name: name.into(), version, path: release, integrity, digest, reused: false }),
+        Ok(digest) => {
+            Ok(Staged { name: name.into(), version, path: release, integrity, digest, reused: false, manifest })
+        }
         Err(e) => {
             if !call.dry_run() && std::fs::symlink_metadata(&partial).is_ok() {
                 let _ = call.execute(&Plan::new().with(Effect::RemoveTree { path: partial }));

@@ -40,10 +40,12 @@ pub fn status(site: &Site) -> Vec<ServerStatus> {
         .map(|info| {
             let name = info.name;
             let mut problem = None;
-            let mut link = |l: std::path::PathBuf| link_version(&layout, &name, &l).unwrap_or_else(|e| {
-                problem = Some(e.message().to_owned());
-                None
-            });
+            let mut link = |l: std::path::PathBuf| {
+                link_version(&layout, &name, &l).unwrap_or_else(|e| {
+                    problem = Some(e.message().to_owned());
+                    None
+                })
+            };
             let current = link(layout.current(&name));
             let previous = link(layout.previous(&name));
             let mut releases: Vec<ReleaseStatus> = std::fs::read_dir(layout.releases(&name))
@@ -81,7 +83,8 @@ pub fn status(site: &Site) -> Vec<ServerStatus> {
 }
 
 pub fn table(servers: &[ServerStatus]) -> String {
-    let mut out = format!("{:<22} {:<12} {:<12} {:<30} {}\n", "SERVER", "CURRENT", "PREVIOUS", "RELEASES (PROCESSES)", "HEALTH");
+    let mut out =
+        format!("{:<22} {:<12} {:<12} {:<30} {}\n", "SERVER", "CURRENT", "PREVIOUS", "RELEASES (PROCESSES)", "HEALTH");
     for s in servers {
         let current = match (&s.current, s.managed) {
             (Some(v), true) => v.clone(),

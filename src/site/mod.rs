@@ -293,6 +293,9 @@ impl Site {
         let mut out: Vec<ServerEntry> = Vec::new();
         for client in &self.clients {
             for mut entry in client.entries() {
+                if entry.package.is_none() {
+                    entry.package = self.adopted_package(&entry);
+                }
                 if let Some(package) = self.overrides.get(&entry.name).and_then(|o| o.package.clone()) {
                     let version = entry.package.as_ref().and_then(|p| p.version.clone());
                     entry.package = Some(PackageSpec { name: package, version });
@@ -318,6 +321,18 @@ impl Site {
             }
         }
         out
+    }
+
+    /// The package of an adopted entry (one started through `<root>/servers/<name>/current/`):
+    /// the live release's `release.json` names it.
+    fn adopted_package(&self, entry: &ServerEntry) -> Option<PackageSpec> {
+        let current = self.root.join("servers").join(&entry.name).join("current");
+        if !Path::new(entry.command.as_deref()?).starts_with(&current) {
+            return None;
+        }
+        let text = std::fs::read_to_string(current.join("release.json")).ok()?;
+        let release: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(PackageSpec { name: release.get("package")?.as_str()?.to_owned(), version: None })
     }
 
     /// The files only adopt, swap and rollback may write: client configs and `paths.protect`.
