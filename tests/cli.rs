@@ -127,7 +127,13 @@ fn api_lists_every_declared_primitive() {
             "stage",
             "health",
             "health",
-            "approve"
+            "approve",
+            "adopt",
+            "swap",
+            "monitor",
+            "monitor",
+            "rollback",
+            "rollback"
         ]
     );
     assert_eq!(api[7]["scope"], "prune");

@@ -48,6 +48,26 @@ pub struct Intent {
     pub run_id: String,
 }
 
+/// Records that `op` on `server` (towards `to`) is starting.
+pub(crate) fn begin(call: &Call<'_>, op: &str, server: &str, from: Option<String>, to: &str) -> Result<()> {
+    write_intent(
+        call,
+        &Intent {
+            op: op.into(),
+            server: server.into(),
+            from,
+            to: to.into(),
+            previous: None,
+            run_id: call.run_id.to_owned(),
+        },
+    )
+}
+
+/// Records that the operation in progress is over.
+pub(crate) fn finish(guard: &Guard) -> Result<()> {
+    clear_intent(guard)
+}
+
 fn write_intent(call: &Call<'_>, intent: &Intent) -> Result<()> {
     let layout = call.guard.layout();
     call.guard.record(&Plan::new().with(Effect::WriteFile {
@@ -316,7 +336,9 @@ pub fn swap(call: &mut Call<'_>, name: &str, version: &str) -> Result<Value> {
             .for_server(name));
         }
         (None, _) => {
-            return Err(Error::failed(format!("no server named `{name}` in the site's client configs")).for_server(name));
+            return Err(
+                Error::failed(format!("no server named `{name}` in the site's client configs")).for_server(name)
+            );
         }
     };
     if !health::passed_in_run(&layout, name, version, call.run_id) {
@@ -576,8 +598,9 @@ pub(crate) fn package_json_in(bytes: &[u8]) -> std::result::Result<Value, String
 
 // -------------------------------------------------------------------------------- recover
 
-/// Finishes or undoes what an interrupted invocation left: the intent it recorded, partial
-/// stagings, temp files of atomic writes. Runs under the run lock; returns what it repaired.
+/// Finishes or undoes what an interrupted invocation left: the operation its intent record
+/// names (a partial staging, a half-done adopt, swap or rollback), and temp files of atomic
+/// writes. Runs under the run lock; returns what it repaired.
 pub fn recover(site: &Site, guard: &Guard) -> Result<Vec<String>> {
     let layout = guard.layout().clone();
     let mut repaired = Vec::new();
@@ -589,15 +612,6 @@ pub fn recover(site: &Site, guard: &Guard) -> Result<Vec<String>> {
         clear_intent(guard)?;
     }
     let mut plan = Plan::new();
-    if let Ok(entries) = std::fs::read_dir(layout.staging()) {
-        for entry in entries.flatten() {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            if file.ends_with(".partial") {
-                plan.push(Effect::RemoveTree { path: entry.path() });
-                repaired.push(format!("removed the partial staging {file}"));
-            }
-        }
-    }
     let mut dirs = vec![layout.state(), layout.backups(), layout.staging()];
     for server in site.servers() {
         dirs.push(layout.server(&server.name));
@@ -667,6 +681,14 @@ fn repair(site: &Site, guard: &Guard, layout: &Layout, intent: &Intent) -> Resul
                 guard.record(&Plan::new().with(Effect::RemoveFile { path: layout.current(name) }))?;
             }
             Ok(format!("undid an interrupted adopt of {name}: its client config entry is unchanged; run adopt again"))
+        }
+        "stage" => {
+            let partial = layout.staging().join(format!("{name}-{}.partial", intent.to));
+            if partial.symlink_metadata().is_ok() {
+                guard.record(&Plan::new().with(Effect::RemoveTree { path: partial }))?;
+                return Ok(format!("removed the partial staging of {name} {} an interrupted stage left", intent.to));
+            }
+            Ok(format!("an interrupted stage of {name} {} left nothing behind", intent.to))
         }
         other => Ok(format!("dropped an intent record of unknown kind `{other}`")),
     }

@@ -123,6 +123,10 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         bins,
         limits: ExtractLimits::default(),
     });
+    if !call.dry_run() {
+        // A stage killed midway leaves its partial folder; the next run removes it.
+        super::deploy::begin(call, "stage", name, None, &version)?;
+    }
     let result = call.execute(&plan).and_then(|()| {
         if call.dry_run() {
             return Ok(None);
@@ -130,6 +134,9 @@ pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<S
         super::deploy::crash_point("stage:after-extract");
         finish(call, site, name, &package, &version, &integrity, &registry, &partial, &release).map(Some)
     });
+    if !call.dry_run() {
+        super::deploy::finish(call.guard)?;
+    }
     match result {
         Ok(digest) => {
             Ok(Staged { name: name.into(), version, path: release, integrity, digest, reused: false, manifest })
