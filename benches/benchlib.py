@@ -178,6 +178,83 @@ def rss_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     return maxrss_to_mib(rusage.ru_maxrss)
 
 
+def time_capture_once(
+    argv: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,)
+) -> tuple[float, bytes, int]:
+    """Run argv once as our direct child, its stdout to a temp file; (wall ms, stdout, code).
+
+    Like time_once, but keeps stdout (read after the timed span) and accepts every exit code
+    in `ok`, for tools whose exit code is a verdict (`tend test` exits 1 on a failed suite).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            )
+        except OSError as e:
+            raise BenchError(f"cannot start {argv[0]}: {e}") from e
+        _, status, _ = os.wait4(proc.pid, 0)
+        t1 = time.perf_counter()
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code
+        if code not in ok:
+            raise _failure(argv, code, err)
+        out.seek(0)
+        stdout = out.read()
+    return (t1 - t0) * 1000.0, stdout, code
+
+
+def _vm_hwm_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def own_peak_rss_once(
+    argv: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,),
+    interval: float = 0.0005,
+) -> tuple[float, float]:
+    """Run argv once; (its own peak RSS in MiB, its ru_maxrss in MiB).
+
+    For a program that starts and reaps children of its own (tend test starts the server it
+    probes), ru_maxrss cannot say what the program itself used: Linux fills wait4()'s rusage
+    with RUSAGE_BOTH, so ru_maxrss is the largest of the process and every descendant it
+    reaped.  The first figure is the process's own high-water mark instead: VmHWM from
+    /proc/PID/status, polled every `interval` seconds until the process exits (VmHWM only
+    grows, and a new mm at execve starts it afresh, so Python's size does not leak in).  It
+    can miss growth in the last poll interval before exit.  Linux only; the second figure is
+    the wait4 ru_maxrss of the same run, for comparison.
+    """
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            )
+        except OSError as e:
+            raise BenchError(f"cannot start {argv[0]}: {e}") from e
+        hwm = 0
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            seen = _vm_hwm_kib(proc.pid)
+            if seen is not None and seen > hwm:
+                hwm = seen
+            time.sleep(interval)
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code
+        if code not in ok:
+            raise _failure(argv, code, err)
+    return hwm / 1024, maxrss_to_mib(rusage.ru_maxrss)
+
+
 def wall_rss_json(argv: list[str], w: list[float], r: list[float]) -> dict:
     """The JSON figures of one command: wall times (ms) and peak RSS (MiB)."""
     return {
