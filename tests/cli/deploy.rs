@@ -337,6 +337,31 @@ fn links_out_of_the_root_and_damaged_backups_are_refused() {
     let err = site.fails(&["rollback", "srv", "--to", "1.1.0"], 1);
     assert!(err.starts_with(&format!("error: srv: backup {} is damaged: ", damaged.display())), "{err}");
     assert_eq!(site.state(), before, "nothing left in staging or releases");
+
+    // A newer backup holding an entry outside the release.
+    let evil = site.root().join("backups/srv-1.1.0-20990102T000000Z.tar.gz");
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    for (path, data) in [
+        ("1.1.0/package.json", &br#"{"name":"tend-fixture-mcp","version":"1.1.0"}"#[..]),
+        ("1.1.0/../../../../escaped", b"x"),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_cksum();
+        tar.append(&header, data).unwrap();
+    }
+    std::fs::write(&evil, tar.into_inner().unwrap().finish().unwrap()).unwrap();
+    let before = site.state();
+    let err = site.fails(&["rollback", "srv", "--to", "1.1.0"], 1);
+    assert!(
+        err.starts_with(&format!("error: srv: backup {} is damaged: ", evil.display()))
+            && err.contains("`..` in the path"),
+        "{err}"
+    );
+    assert_eq!(site.state(), before, "nothing extracted, nothing escaped");
+    assert!(!site.root().join("servers/escaped").exists() && !site.path().join("escaped").exists());
 }
 
 #[test]
