@@ -539,11 +539,7 @@ fn restore(call: &mut Call<'_>, name: &str, version: &str) -> Result<PathBuf> {
     let damaged =
         |why: String| Error::failed(format!("{name}: backup {} is damaged: {why}", archive.display())).for_server(name);
     let manifest = package_json_in(&bytes).map_err(damaged)?;
-    let bins: Vec<String> = match manifest.get("bin") {
-        Some(Value::String(p)) => vec![p.clone()],
-        Some(Value::Object(m)) => m.values().filter_map(Value::as_str).map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
+    let bins: Vec<String> = launch::declared_bins(&manifest).into_iter().map(|(_, path)| path).collect();
     let partial = layout.staging().join(format!("{name}-{version}.partial"));
     let mut plan = Plan::new().with(Effect::CreateDir { path: layout.staging() });
     if partial.symlink_metadata().is_ok() {

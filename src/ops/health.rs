@@ -322,11 +322,23 @@ pub fn probe_only(site: &Site, name: &str, options: &Options, launch: Option<Lau
     Ok(report)
 }
 
+/// The health results of a server (`state/health/<name>.json`), by version; empty when none
+/// was recorded or the file is unreadable.
+pub fn history(layout: &Layout, name: &str) -> Map<String, Value> {
+    std::fs::read_to_string(layout.health(name))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| match v {
+            Value::Object(map) => Some(map),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// The server's own version as the last passed health run of `version` recorded it, and the
 /// tool fingerprint it had.
 pub fn recorded_identity(layout: &Layout, name: &str, version: &str) -> Option<(Option<String>, Option<String>)> {
-    let text = std::fs::read_to_string(layout.health(name)).ok()?;
-    let history: Value = serde_json::from_str(&text).ok()?;
+    let history = history(layout, name);
     let entry = history.get(version)?;
     Some((
         entry.get("server_version").and_then(Value::as_str).map(str::to_owned),
@@ -336,11 +348,7 @@ pub fn recorded_identity(layout: &Layout, name: &str, version: &str) -> Option<(
 
 /// Whether `version` passed a health run during run `run_id`.
 pub fn passed_in_run(layout: &Layout, name: &str, version: &str, run_id: &str) -> bool {
-    std::fs::read_to_string(layout.health(name))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|h| h.get(version).cloned())
-        .is_some_and(|e| e["passed"] == true && e["run_id"] == run_id)
+    history(layout, name).get(version).is_some_and(|e| e["passed"] == true && e["run_id"] == run_id)
 }
 
 /// Runs the phases against the target.
@@ -1042,9 +1050,7 @@ fn digest(text: &str) -> String {
 /// The surface the last health run of `version` recorded (releases stay byte-for-byte as
 /// staged, so it is kept with the health results, not in `release.json`).
 fn read_surface(layout: &Layout, name: &str, version: &str) -> Option<Surface> {
-    let text = std::fs::read_to_string(layout.health(name)).ok()?;
-    let history: Value = serde_json::from_str(&text).ok()?;
-    serde_json::from_value(history.get(version)?.get("surface")?.clone()).ok()
+    serde_json::from_value(history(layout, name).get(version)?.get("surface")?.clone()).ok()
 }
 
 /// The fingerprint `tend approve` recorded for a release.
@@ -1106,11 +1112,7 @@ fn record(call: &mut Call<'_>, name: &str, report: &HealthReport, surface: Optio
     let mut plan = Plan::new();
     let key = report.version.clone().unwrap_or_else(|| "unknown".into());
     let path = layout.health(name);
-    let mut history: Map<String, Value> = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
+    let mut history = history(&layout, name);
     history.insert(
         key,
         json!({

@@ -61,15 +61,22 @@ pub fn bin_of(dir: &Path, wanted: Option<&str>) -> Result<PathBuf> {
     bin_in(&manifest, wanted)
 }
 
+/// The bins a manifest declares, as (name, path): a `bin` string is named like the package.
+pub fn declared_bins(manifest: &Value) -> Vec<(String, String)> {
+    let package = manifest.get("name").and_then(Value::as_str).unwrap_or_default();
+    let short = package.rsplit('/').next().unwrap_or(package);
+    match manifest.get("bin") {
+        Some(Value::String(p)) => vec![(short.to_owned(), p.clone())],
+        Some(Value::Object(map)) => map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The bin to run, from a package's manifest.
 pub fn bin_in(manifest: &Value, wanted: Option<&str>) -> Result<PathBuf> {
     let package = manifest.get("name").and_then(Value::as_str).unwrap_or_default();
     let short = package.rsplit('/').next().unwrap_or(package);
-    let bins: Vec<(String, String)> = match manifest.get("bin") {
-        Some(Value::String(p)) => vec![(short.to_owned(), p.clone())],
-        Some(Value::Object(map)) => map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect(),
-        _ => Vec::new(),
-    };
+    let bins = declared_bins(manifest);
     let pick = match wanted {
         Some(w) => bins.iter().find(|(k, _)| k == w),
         None if bins.len() == 1 => bins.first(),

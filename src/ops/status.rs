@@ -61,8 +61,7 @@ pub fn status(site: &Site) -> Vec<ServerStatus> {
                 .unwrap_or_default();
             releases.sort_by(|a, b| a.version.cmp(&b.version));
             let health = current.as_ref().and_then(|v| {
-                let text = std::fs::read_to_string(layout.health(&name)).ok()?;
-                let h: Value = serde_json::from_str(&text).ok()?;
+                let h = super::health::history(&layout, &name);
                 let e = h.get(v)?;
                 Some(serde_json::json!({
                     "passed": e["passed"], "at": e["at"], "latency_p95_ms": e["metrics"]["latency_p95_ms"],
