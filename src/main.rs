@@ -125,6 +125,12 @@ fn run_inline(
     let cwd = std::env::current_dir().unwrap_or_default();
     let report = Runtime::new(site).run(&Playbook::from_source(name, source, cwd), options)?;
     match &report.error {
+        // The playbook ran to its end and marked the run failed (`fail()`): the caller shows
+        // its result and exits by it.
+        Some(error) if !report.result.is_null() => {
+            eprintln!("error: {}", error.message);
+            Ok(Ok(report.result))
+        }
         Some(error) => {
             eprintln!("error: {}", error.message);
             if cli.json {
@@ -352,7 +358,7 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             let (n, v) = (quote(name), quote(version));
             let source = if *monitor {
                 format!(
-                    "let s = swap({n}, {v});\nlet m = monitor({n});\nif m.passed {{ #{{swap: s, monitor: m, passed: true}} }} else {{\n  let r = rollback({n});\n  notify(\"error\", `{name}: ${{s.to}} failed the monitor (${{m.failures}} failed probes); rolled back to ${{r.to}}`);\n  #{{swap: s, monitor: m, rollback: r, passed: false}}\n}}"
+                    "let s = swap({n}, {v});\nlet m = monitor({n});\nif m.passed {{ #{{swap: s, monitor: m, passed: true}} }} else {{\n  let r = rollback({n});\n  fail(`{name}: ${{s.to}} failed the monitor (${{m.failures}} failed probes); rolled back to ${{r.to}}`);\n  #{{swap: s, monitor: m, rollback: r, passed: false}}\n}}"
                 )
             } else {
                 format!("let s = swap({n}, {v}); #{{swap: s, passed: true}}")

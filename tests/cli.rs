@@ -119,6 +119,8 @@ fn api_lists_every_declared_primitive() {
             "dry_run",
             "log",
             "notify",
+            "notify",
+            "fail",
             "check",
             "check_all",
             "prune",
@@ -1586,3 +1588,6 @@ mod registry_failures;
 
 #[path = "cli/deploy.rs"]
 mod deploy;
+
+#[path = "cli/update.rs"]
+mod update;

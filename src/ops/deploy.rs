@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{health, launch, stage};
+use super::{health, launch, notify, stage};
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::guard::effects::{Effect, Plan};
 use crate::layout::Layout;
 use crate::script::primitives::Call;
-use crate::site::{Site, npx_invocation};
+use crate::site::{ClientConfig, Event, Site, npx_invocation};
 
 /// Where inside a backup archive the client config entry and file are kept (removed again
 /// when a release is restored from it).
@@ -156,7 +156,7 @@ fn backup_effects(call: &Call<'_>, name: &str, version: &str) -> Result<(PathBuf
     let entry = call.site.servers().into_iter().find(|e| e.name == name);
     if let Some(client) = entry.as_ref().and_then(|e| e.client.clone()) {
         let inside = PathBuf::from(version).join(BACKUP_DIR);
-        if let Some(config) = call.site.clients.iter().find(|c| c.path == client) {
+        if let Some(config) = call.site.clients.iter().find(|c| c.path == client).map(ClientConfig::reloaded) {
             let raw = config.entry(name).cloned().unwrap_or(Value::Null);
             let doc = json!({ "client": client, "name": name, "entry": raw });
             extra.push((inside.join("client-entry.json"), serde_json::to_vec_pretty(&doc).unwrap_or_default()));
@@ -226,6 +226,7 @@ pub fn adopt(call: &mut Call<'_>, name: &str) -> Result<Value> {
         .clients
         .iter()
         .find(|c| c.path == client_path)
+        .map(ClientConfig::reloaded)
         .ok_or_else(|| Error::failed(format!("{name}: client config {} is not loaded", client_path.display())))?;
     let mut value = config.entry(name).cloned().unwrap_or_else(|| json!({}));
     value["command"] = json!(current.join(&bin).display().to_string());
@@ -391,6 +392,8 @@ pub fn swap(call: &mut Call<'_>, name: &str, version: &str) -> Result<Value> {
         }
     }
     clear_intent(call.guard)?;
+    let message = notify::Message::new(Event::Update, format!("updated {from} -> {version}"));
+    notify::send(call, &message.server(name).versions(Some(&from), Some(version)));
     Ok(json!({ "name": name, "from": from, "to": version, "swapped": true, "backup": backup, "switch_us": switch_us }))
 }
 
@@ -508,6 +511,8 @@ pub fn rollback(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Resul
     crash_point("rollback:after-switch");
     call.execute(&Plan::new().with(link_effect(layout.previous(name), &live)))?;
     clear_intent(call.guard)?;
+    let message = notify::Message::new(Event::Rollback, format!("rolled back {live} -> {to}"));
+    notify::send(call, &message.server(name).versions(Some(&live), Some(&to)));
     Ok(json!({ "name": name, "from": live, "to": to, "rolled_back": true, "restored_from": restored }))
 }
 

@@ -5,12 +5,13 @@ pub mod check;
 pub mod deploy;
 pub mod health;
 pub mod launch;
+pub mod notify;
 pub mod prune;
 pub mod stage;
 pub mod status;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -90,16 +91,41 @@ pub fn builtins() -> Vec<Primitive> {
             .body(|_, args| log(arg_str(&args, 0), arg_str(&args, 1)).map(|()| Value::Null)),
         Primitive::new(
             "notify",
-            "#{delivered, webhooks}",
-            "sends a message to the site's [[notify]] webhooks; never fails the run (webhook delivery lands with scheduling: it is logged for now)",
+            "#{event, webhooks, delivered, failed, dry_run}",
+            "sends a message to the site's [[notify]] webhooks (event `failure` for level error, else `message`) and logs it; never fails the run",
         )
         .param("level", ParamType::String)
         .param("message", ParamType::String)
         .body(|call, args| {
-            let (level, message) = (arg_str(&args, 0), arg_str(&args, 1));
+            let (level, text) = (arg_str(&args, 0), arg_str(&args, 1));
             let level = if matches!(level, "error" | "warn" | "info") { level } else { "info" };
-            let _ = log(level, &format!("notify: {message}"));
-            Ok(json!({ "delivered": 0, "webhooks": call.site.notify.len() }))
+            let _ = log(level, &format!("notify: {text}"));
+            let event = if level == "error" { crate::site::Event::Failure } else { crate::site::Event::Message };
+            let mut message = notify::Message::new(event, text);
+            message.level = level.to_owned();
+            Ok(serde_json::to_value(notify::send(call, &message)).unwrap_or_default())
+        }),
+        Primitive::new(
+            "notify",
+            "as notify(level, message)",
+            "sends a structured message: #{event: rollback|failure|update|prune|message, message, server, from, to, level}",
+        )
+        .param("message", ParamType::Map)
+        .body(|call, args| {
+            let message = notify::from_map(args.first().unwrap_or(&Value::Null))?;
+            let level = if message.level == "error" { "error" } else { "info" };
+            let _ = log(level, &format!("notify: {}", message.message));
+            Ok(serde_json::to_value(notify::send(call, &message)).unwrap_or_default())
+        }),
+        Primitive::new(
+            "fail",
+            "()",
+            "marks the run as failed (exit 1, a `failure` notification at its end) with this message; the playbook goes on and its result is kept in the report",
+        )
+        .param("message", ParamType::String)
+        .body(|_, args| {
+            tracing::error!(target: "playbook", "{}", arg_str(&args, 0));
+            Ok(Value::Null)
         }),
         Primitive::new("check", "#{name, package, current, latest, candidate, update_available, kind, reason, registry, source}", "the newest version of a server's package that the site's policy allows, and why it differs from latest")
             .param("name", ParamType::String)

@@ -491,6 +491,11 @@ pub fn prune(call: &mut Call<'_>, overrides: Option<&serde_json::Value>) -> Resu
     let report = execute(call, items)?;
     if !report.dry_run {
         record_metrics(call, &report)?;
+        let removed = report.items.iter().filter(|i| i.action != Action::Keep).count();
+        if removed > 0 {
+            let text = format!("pruned {removed} item(s), {} freed", human_bytes(report.bytes_freed));
+            crate::ops::notify::send(call, &crate::ops::notify::Message::new(crate::site::Event::Prune, text));
+        }
     }
     Ok(report)
 }

@@ -12,7 +12,11 @@ use crate::error::Error;
 use crate::guard::jail::normalize;
 
 /// The stdlib modules, compiled into the binary: (`name`, source).
-pub const STDLIB: &[(&str, &str)] = &[("report", include_str!("../../stdlib/report.rhai"))];
+pub const STDLIB: &[(&str, &str)] = &[
+    ("analysis", include_str!("../../stdlib/analysis.rhai")),
+    ("report", include_str!("../../stdlib/report.rhai")),
+    ("rollout", include_str!("../../stdlib/rollout.rhai")),
+];
 
 /// What a diagnostic shows for a stdlib module.
 pub(crate) fn stdlib_label(name: &str) -> String {

@@ -193,7 +193,18 @@ impl Runtime {
         let state = Rc::try_unwrap(state).map_err(|_| Error::failed("internal: run state still shared"))?.into_inner();
         let mut audit = state.audit;
 
+        // `fail(message)` marks the run failed and lets it go on: its result is kept.
+        let marked: Vec<&str> = state
+            .calls
+            .iter()
+            .filter(|c| c.primitive == "fail" && c.ok)
+            .filter_map(|c| c.args.first().and_then(Value::as_str))
+            .collect();
         let (result, error) = match outcome {
+            Ok(value) if !marked.is_empty() => (
+                record::to_json(&value),
+                Some(ReportError { kind: ErrorKind::Failed.as_str().into(), message: marked.join("\n"), exit_code: 1 }),
+            ),
             Ok(value) => (record::to_json(&value), None),
             Err(err) => {
                 let described = self.describe(&err, playbook, state.last_call.as_ref());
@@ -234,6 +245,13 @@ impl Runtime {
                 .as_ref()
                 .map_or_else(|| "ok".to_owned(), |e| format!("{}: {}", e.kind, first_line(&e.message))),
         })?;
+        if let Some(error) = report.error.as_ref().filter(|_| !options.dry_run) {
+            let message = crate::ops::notify::Message::new(
+                crate::site::Event::Failure,
+                format!("run {} of {} failed: {}", report.id, report.playbook, first_line(&error.message)),
+            );
+            crate::ops::notify::deliver(&self.site, &run_id, false, &message);
+        }
         let mut bytes = serde_json::to_vec_pretty(&report)
             .map_err(|e| Error::failed(format!("cannot encode the run report: {e}")))?;
         bytes.push(b'\n');

@@ -70,6 +70,16 @@ impl ClientConfig {
         ClientConfig::parse(path, &text)
     }
 
+    /// The config as its file reads now: adopt and swap rewrite client configs during a run,
+    /// and what they wrote is what the rest of the run must see. The loaded copy when the file
+    /// cannot be read or parsed (a site built in code, a file being replaced).
+    pub fn reloaded(&self) -> ClientConfig {
+        std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| ClientConfig::parse(&self.path, &text).ok())
+            .unwrap_or_else(|| self.clone())
+    }
+
     pub fn parse(path: &Path, text: &str) -> Result<ClientConfig> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             Error::config(format!(

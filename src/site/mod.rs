@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use client::{ClientConfig, ClientKind, NpxInvocation, PackageSpec, ServerEntry, infer_package, npx_invocation};
 pub use settings::{
     Category, Count, Limits, LimitsLayer, Monitor, MonitorLayer, OnToolChange, Policy, PolicyLayer, Probe, ProbeLayer,
-    Retention, RetentionLayer, Thresholds, ThresholdsLayer,
+    Retention, RetentionLayer, Thresholds, ThresholdsLayer, Update, UpdateLayer,
 };
 
 use crate::duration::HumanDuration;
@@ -44,6 +44,8 @@ struct SiteFile {
     retention: RetentionLayer,
     #[serde(default)]
     monitor: MonitorLayer,
+    #[serde(default)]
+    update: UpdateLayer,
     #[serde(default)]
     limits: LimitsLayer,
     #[serde(default)]
@@ -91,19 +93,52 @@ pub enum Event {
     Failure,
     Update,
     Prune,
+    /// A playbook's own `notify(level, message)` below the error level.
+    Message,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Rollback => "rollback",
+            Event::Failure => "failure",
+            Event::Update => "update",
+            Event::Prune => "prune",
+            Event::Message => "message",
+        }
+    }
 }
 
 /// One `[[notify]]` webhook.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Notify {
+    /// Where the JSON message is POSTed. Often a secret (a Slack hook): logs show only its host.
     pub url: String,
+    /// The events this webhook receives (default: all).
     #[serde(default = "all_events")]
     pub on: Vec<Event>,
+    /// Per attempt (default 5s).
+    #[serde(default = "notify_timeout")]
+    pub timeout: HumanDuration,
+    /// Attempts after the first one, on a connection error, a timeout, 408, 429 or 5xx (default 2).
+    #[serde(default = "notify_retries")]
+    pub retries: u32,
+    /// Extra request headers, e.g. `{ Authorization = "Bearer ..." }`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 fn all_events() -> Vec<Event> {
-    vec![Event::Rollback, Event::Failure, Event::Update, Event::Prune]
+    vec![Event::Rollback, Event::Failure, Event::Update, Event::Prune, Event::Message]
+}
+
+fn notify_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+
+fn notify_retries() -> u32 {
+    2
 }
 
 /// A smoke tool call the health suites make for one server.
@@ -166,6 +201,7 @@ pub struct Site {
     pub probe: Probe,
     pub retention: Retention,
     pub monitor: Monitor,
+    pub update: Update,
     pub limits: Limits,
     pub schedule: Vec<Schedule>,
     pub notify: Vec<Notify>,
@@ -249,6 +285,7 @@ impl Site {
             probe: Probe::default(),
             retention: Retention::default(),
             monitor: Monitor::default(),
+            update: Update::default(),
             limits: Limits::default(),
             schedule: parsed.schedule,
             notify: parsed.notify,
@@ -260,6 +297,7 @@ impl Site {
         site.probe.overlay(&parsed.probe);
         site.retention.overlay(&parsed.retention);
         site.monitor.overlay(&parsed.monitor);
+        site.update.overlay(&parsed.update);
         site.limits.overlay(&parsed.limits);
         Ok(site)
     }
@@ -287,11 +325,11 @@ impl Site {
         settings
     }
 
-    /// Every server of every client config, in file order, with the package tend maps it to.
-    /// A server named only in `tend.toml` is listed too.
+    /// Every server of every client config (as the files read now), in file order, with the
+    /// package tend maps it to. A server named only in `tend.toml` is listed too.
     pub fn servers(&self) -> Vec<ServerEntry> {
         let mut out: Vec<ServerEntry> = Vec::new();
-        for client in &self.clients {
+        for client in self.clients.iter().map(ClientConfig::reloaded) {
             for mut entry in client.entries() {
                 if entry.package.is_none() {
                     entry.package = self.adopted_package(&entry);
@@ -358,6 +396,7 @@ impl Site {
             "probe": self.probe,
             "retention": self.retention,
             "monitor": self.monitor,
+            "update": self.update,
             "limits": self.limits,
             "tokens": self.tokens.iter().map(|t| serde_json::json!({"name": t.name, "scopes": t.scopes})).collect::<Vec<_>>(),
             "schedule": self.schedule,

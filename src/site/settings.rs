@@ -161,6 +161,13 @@ settings! {
 }
 
 settings! {
+    /// The shipped update playbook: how many servers may fail before it stops trying the rest.
+    Update / UpdateLayer {
+        max_failures: Count = Count(3),
+    }
+}
+
+settings! {
     /// The playbook sandbox. Every limit of the Rhai engine is set from here.
     Limits / LimitsLayer {
         max_operations: Count = Count(50_000_000),

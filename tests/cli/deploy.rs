@@ -376,7 +376,7 @@ fn swap_with_monitor_rolls_back_a_release_that_fails_once_live() {
     assert!(stdout.contains("\nsrv: monitor FAILED (") && stdout.ends_with("srv: rolled back to 1.0.0\n"), "{stdout}");
     assert_eq!(site.link("current").as_deref(), Some("releases/1.0.0"));
     assert_eq!(site.launch_as_client(), "1.0.0");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("notify: srv: 1.3.0 failed the monitor"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: srv: 1.3.0 failed the monitor"));
 }
 
 #[test]

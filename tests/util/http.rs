@@ -63,6 +63,8 @@ pub struct Request {
     pub path: String,
     /// Names lowercased.
     pub headers: Vec<(String, String)>,
+    /// The body (`Content-Length` bytes; webhooks post one).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -174,17 +176,21 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
     let _ = stream.flush();
 }
 
-/// The request line and headers (tend's registry requests have no body).
+/// The request line, headers and a `Content-Length` body.
 fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
-    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+    let end = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
         let n = stream.read(&mut buf).ok()?;
         if n == 0 || raw.len() > MAX_HEAD {
             return None;
         }
         raw.extend_from_slice(&buf[..n]);
-    }
+    };
+    let mut body = raw.split_off(end);
     let text = String::from_utf8_lossy(&raw);
     let mut lines = text.split("\r\n");
     let mut first = lines.next()?.split(' ');
@@ -195,6 +201,16 @@ fn read_request(stream: &mut TcpStream) -> Option<Request> {
         .take_while(|l| !l.is_empty())
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Some(Request { method, path, headers })
+        .collect::<Vec<(String, String)>>();
+    let length: usize =
+        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    while body.len() < length {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+    body.truncate(length);
+    Some(Request { method, path, headers, body })
 }
