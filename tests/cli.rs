@@ -138,7 +138,7 @@ fn api_lists_every_declared_primitive() {
             "rollback"
         ]
     );
-    assert_eq!(api[7]["scope"], "prune");
+    assert_eq!(api[10]["scope"], "prune");
     assert_eq!(
         api[3]["params"],
         serde_json::json!([{"name": "level", "type": "string"}, {"name": "message", "type": "string"}])
