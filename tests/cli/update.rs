@@ -268,3 +268,154 @@ fn update_skips_unmanaged_servers_unless_asked_to_adopt_and_stops_after_max_fail
     assert_eq!(report["result"]["servers"][2]["reason"], "stopped after 1 failures (max_failures = 1)");
     assert!(!site.root().join("servers/flaky").exists(), "flaky was neither adopted nor updated");
 }
+
+// ------------------------------------------------------------------ the demo site
+
+/// The demo site (examples/demo) copied into a temp folder: its own root, the client config
+/// as `.mcp.json`, and the registry pointed at a Verdaccio on loopback that proxies npm.
+struct Demo {
+    registry: util::registry::Registry,
+    dir: tempfile::TempDir,
+}
+
+fn demo() -> Demo {
+    let registry = util::registry::Registry::start_proxy();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = util::registry::repo_root().join("examples/demo");
+    let site = std::fs::read_to_string(demo.join("tend.toml")).unwrap();
+    let site = site.replace("root = \"../../.local/demo/root\"", "root = \"root\"").replace(
+        "clients = [\"../../.local/demo/.mcp.json\"]",
+        &format!("clients = [\".mcp.json\"]\nregistry = \"{}\"", registry.url()),
+    );
+    assert!(
+        site.contains("root = \"root\"") && site.contains("clients = [\".mcp.json\"]"),
+        "the demo site changed shape:\n{site}"
+    );
+    std::fs::write(dir.path().join("tend.toml"), site).unwrap();
+    std::fs::copy(demo.join("mcp.json"), dir.path().join(".mcp.json")).unwrap();
+    std::fs::copy(demo.join("demo.token"), dir.path().join("demo.token")).unwrap();
+    Demo { registry, dir }
+}
+
+impl Demo {
+    fn tend(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--token-file", "demo.token"];
+        all.extend_from_slice(args);
+        Command::new(TEND)
+            .args(&all)
+            .current_dir(self.dir.path())
+            .env_remove("TEND_TOKEN")
+            // npx (the demo's servers before adoption) fetches through the same registry.
+            .env("npm_config_registry", self.registry.url())
+            .output()
+            .unwrap()
+    }
+
+    /// Everything but tend's bookkeeping of runs (the root folder itself, audit, reports,
+    /// state: lock, registry cache).
+    fn state(&self) -> Vec<(String, String)> {
+        let skip = ["root/audit", "root/reports", "root/state"];
+        util::snapshot(self.dir.path())
+            .into_iter()
+            .filter(|(k, _)| k != "root" && !skip.iter().any(|s| k.starts_with(s)))
+            .collect()
+    }
+}
+
+#[test]
+fn every_shipped_playbook_and_stdlib_module_lints() {
+    let playbooks: Vec<String> = std::fs::read_dir(util::registry::repo_root().join("playbooks"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    assert!(playbooks.len() >= 5, "{playbooks:?}");
+    let mut args = vec!["lint"];
+    args.extend(playbooks.iter().map(String::as_str));
+    let done = Test::new().args(&args).unchanged().run();
+    assert_eq!(done.stdout().lines().filter(|l| l.ends_with(": ok")).count(), playbooks.len());
+    // The README's own-playbook example: a site's playbook in a few lines over the stdlib.
+    Test::new()
+        .file(
+            "nightly.rhai",
+            "import \"rollout\" as rollout;\nimport \"analysis\" as analysis;\nimport \"report\" as report;\n\
+             let results = servers().filter(|s| s.managed).map(|s| rollout::step(s.name, #{ baseline: true }));\n\
+             print(report::table(results));\n\
+             let failed = results.filter(|r| rollout::is_failure(r));\n\
+             if failed.len() > 0 { fail(report::join(failed.map(|r| r.line), \"; \")); }\n\
+             results\n",
+        )
+        .args(&["lint", "nightly.rhai"])
+        .stdout("nightly.rhai: ok\n")
+        .unchanged()
+        .run();
+}
+
+#[test]
+fn the_shipped_playbooks_run_in_dry_run_against_the_demo_site_and_change_nothing() {
+    let demo = demo();
+    let before = demo.state();
+
+    // update: every npm server would be adopted and updated; the uvx one is skipped.
+    let out = demo.tend(&["--json", "run", &playbook("update.rhai"), "--dry-run", "--var", "adopt=true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    let rows: Vec<(String, String, Value)> = report["result"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_owned(), r["outcome"].as_str().unwrap().to_owned(), r["from"].clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("memory".to_owned(), "would_update".to_owned(), json!("2025.4.25")),
+            ("everything".to_owned(), "would_update".to_owned(), json!("2025.7.1")),
+            ("filesystem".to_owned(), "would_update".to_owned(), Value::Null),
+            ("sequential-thinking".to_owned(), "would_update".to_owned(), Value::Null),
+            ("git".to_owned(), "skipped".to_owned(), Value::Null),
+        ],
+        "{:#}",
+        report["result"]
+    );
+    for row in report["result"]["servers"].as_array().unwrap().iter().take(4) {
+        let to = row["to"].as_str().unwrap();
+        assert_ne!(Some(to), row["from"].as_str(), "{row}");
+        assert!(
+            row["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("would test and swap {} -> {to}", row["from"].as_str().unwrap_or("(unpinned)"))),
+            "{row}"
+        );
+    }
+    assert_eq!(report["result"]["servers"][4]["reason"], "not an npm package");
+    // prune ran in dry-run too.
+    assert_eq!(report["result"]["prune"]["dry_run"], true);
+
+    // cleanup: nothing to remove on a fresh root.
+    let out = demo.tend(&["run", &playbook("cleanup.rhai"), "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cleanup: 0 item(s), would free 0 bytes"), "{}", show(&out));
+
+    // rollback: needs a server, and one with a previous release.
+    let out = demo.tend(&["run", &playbook("rollback.rhai"), "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("error: rollback.rhai needs --var server=NAME (and optionally --var to=VERSION)"),
+        "{}",
+        show(&out)
+    );
+    let out = demo.tend(&["run", &playbook("rollback.rhai"), "--dry-run", "--var", "server=memory"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+
+    // test: the live memory server (still started by npx, through the same registry) passes.
+    let out = demo.tend(&["--json", "run", &playbook("test.rhai"), "--dry-run", "--var", "only=memory"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"][0]["name"], "memory");
+    assert_eq!(report["result"][0]["passed"], true, "{:#}", report["result"]);
+
+    assert_eq!(demo.state(), before, "a dry run changed the demo site");
+}

@@ -1,6 +1,6 @@
 //! A real npm registry for tests: Verdaccio 5, installed on first use into
 //! `<repo>/.local/verdaccio/`, started per test on a free loopback port with its own storage,
-//! no uplinks (nothing is proxied from the public registry) and one user whose token publishes.
+//! no uplinks (nothing is proxied from the public registry; `start_proxy` gives one that proxies npm) and one user whose token publishes.
 //!
 //! ```ignore
 //! let registry = Registry::start();
@@ -87,13 +87,23 @@ impl Registry {
     /// Installs Verdaccio if needed, then starts a fresh, empty registry and creates the
     /// publishing user. Panics, with Verdaccio's output, when it does not come up in 30 s.
     pub fn start() -> Registry {
+        Registry::start_with(false)
+    }
+
+    /// A registry that also proxies the public npm registry (Verdaccio's uplink, caching
+    /// what it fetches in its storage): for the demo site's real MCP servers.
+    pub fn start_proxy() -> Registry {
+        Registry::start_with(true)
+    }
+
+    fn start_with(proxy: bool) -> Registry {
         let main = ensure_installed();
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let dir = tempfile::Builder::new().prefix("tend-registry-").tempdir().expect("temp dir for the registry");
             let nonce = nonce();
             let config = dir.path().join("config.yaml");
-            fs::write(&config, config_yaml(dir.path(), &nonce)).expect("write verdaccio config");
+            fs::write(&config, config_yaml(dir.path(), &nonce, proxy)).expect("write verdaccio config");
             let port = free_port();
             let log = File::create(dir.path().join("verdaccio.log")).expect("create verdaccio.log");
             let child = Command::new("node")
@@ -547,8 +557,13 @@ fn sha1(data: &[u8]) -> [u8; 20] {
     out
 }
 
-fn config_yaml(dir: &Path, nonce: &str) -> String {
+fn config_yaml(dir: &Path, nonce: &str, proxy: bool) -> String {
     let d = dir.display();
+    let (uplinks, via) = if proxy {
+        ("\n  npmjs:\n    url: https://registry.npmjs.org/\n    timeout: 60s\n    maxage: 30m", "\n    proxy: npmjs")
+    } else {
+        (" {}", "")
+    };
     // `user_agent` becomes the X-Powered-By header: start() checks it to know the server
     // answering on the port is this one.
     format!(
@@ -562,16 +577,16 @@ auth:
     file: "{d}/htpasswd"
     max_users: 1000
     algorithm: sha1
-uplinks: {{}}
+uplinks:{uplinks}
 packages:
   "@*/*":
     access: $all
     publish: $authenticated
-    unpublish: $authenticated
+    unpublish: $authenticated{via}
   "**":
     access: $all
     publish: $authenticated
-    unpublish: $authenticated
+    unpublish: $authenticated{via}
 server:
   keepAliveTimeout: 5
 publish:
