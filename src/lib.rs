@@ -45,6 +45,7 @@ pub mod layout;
 pub mod mcp;
 pub mod ops;
 pub mod proc;
+pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod script;

@@ -156,10 +156,9 @@ fn download_bar(package: &str, version: &str) -> indicatif::ProgressBar {
     let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> ");
-    indicatif::ProgressBar::no_length()
-        .with_style(style)
-        .with_message(format!("downloading {package}@{version}"))
-        .with_finish(indicatif::ProgressFinish::AndClear)
+    crate::progress::add(
+        indicatif::ProgressBar::no_length().with_style(style).with_message(format!("downloading {package}@{version}")),
+    )
 }
 
 /// After extraction: package checks, dependencies, digest, release.json, the rename.

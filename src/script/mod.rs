@@ -185,6 +185,9 @@ impl Runtime {
             last_call: None,
             now: options.now,
             progress: options.progress,
+            line: options
+                .progress
+                .then(|| crate::progress::RunLine::new(self.site.servers().into_iter().map(|s| s.name).collect())),
         }));
         register_primitives(&mut engine, &self.registry, &state);
         let mut scope = vars_scope(&options.vars, true);
@@ -413,6 +416,8 @@ struct RunState {
     last_call: Option<(Option<String>, Position)>,
     now: Option<time::OffsetDateTime>,
     progress: bool,
+    /// The run's progress line on a terminal.
+    line: Option<crate::progress::RunLine>,
 }
 
 fn type_id(ty: ParamType) -> TypeId {
@@ -454,6 +459,9 @@ fn invoke(
         state.principal.require(scope, &format!("{}()", primitive.name)).map_err(system)?;
     }
     let values: Vec<Value> = args.iter().map(|a| record::to_json(a)).collect();
+    if let Some(line) = &mut state.line {
+        line.step(&primitive.name, values.first().and_then(Value::as_str));
+    }
     let clock = Instant::now();
     let RunState { site, guard, principal, run_id, .. } = &*state;
     let mut call = Call {
