@@ -47,6 +47,7 @@ pub mod ops;
 pub mod proc;
 pub mod registry;
 pub mod report;
+pub mod schedule;
 pub mod script;
 pub mod site;
 

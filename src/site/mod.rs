@@ -70,11 +70,15 @@ struct PathsSection {
     protect: Vec<PathBuf>,
 }
 
-/// One `[[schedule]]` entry.
+/// One `[[schedule]]` entry. Loading a site checks the name and the expression
+/// (`crate::schedule`) and makes `playbook` absolute against the site file's folder; the
+/// schedule commands check that the playbook exists.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
+    #[serde(deserialize_with = "crate::schedule::deserialize_name")]
     pub name: String,
+    #[serde(deserialize_with = "crate::schedule::deserialize_cron")]
     pub cron: String,
     pub playbook: PathBuf,
     #[serde(default)]
@@ -216,6 +220,7 @@ impl Site {
                     toml_error(&shown, text, &key, err.inner())
                 })
             })?;
+        crate::schedule::check_unique(&parsed.schedule).map_err(|e| Error::config(format!("{shown}: {e}")))?;
         Site::from_file(parsed, dir.to_path_buf(), file.map(Path::to_path_buf))
     }
 
@@ -250,7 +255,11 @@ impl Site {
             retention: Retention::default(),
             monitor: Monitor::default(),
             limits: Limits::default(),
-            schedule: parsed.schedule,
+            schedule: parsed
+                .schedule
+                .into_iter()
+                .map(|s| Schedule { playbook: normalize(&dir.join(&s.playbook)), ..s })
+                .collect(),
             notify: parsed.notify,
             overrides: parsed.servers,
             dir,
