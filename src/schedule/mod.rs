@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer};
-
 pub use cron::CronExpr;
 pub use runner::{Clock, Due, Scheduler, Summary, SystemClock};
 
@@ -85,20 +83,6 @@ pub fn check_unique(schedule: &[Schedule]) -> std::result::Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// For `tend.toml`: a schedule name that [`check_name`] accepts.
-pub(crate) fn deserialize_name<'de, D: Deserializer<'de>>(de: D) -> std::result::Result<String, D::Error> {
-    let name = String::deserialize(de)?;
-    check_name(&name).map_err(serde::de::Error::custom)?;
-    Ok(name)
-}
-
-/// For `tend.toml`: a cron expression that [`CronExpr::parse`] accepts, kept as written.
-pub(crate) fn deserialize_cron<'de, D: Deserializer<'de>>(de: D) -> std::result::Result<String, D::Error> {
-    let text = String::deserialize(de)?;
-    CronExpr::parse(&text).map_err(serde::de::Error::custom)?;
-    Ok(text)
 }
 
 /// A random delay, uniform in `[0, max]` at millisecond resolution, from the OS's generator.
