@@ -206,12 +206,7 @@ fn schedule_render(cli: &Cli, args: &RenderArgs) -> Result<i32, Error> {
             }
             Some(path)
         }
-        None => {
-            tracing::warn!(
-                "no --token-file: the jobs run without a token, so primitives that need a scope (stage, swap, rollback, prune) will refuse"
-            );
-            None
-        }
+        None => None,
     };
     // A root that came from $TEND_HOME must reach the jobs too; cron and systemd start them
     // with an environment of their own.
@@ -222,14 +217,21 @@ fn schedule_render(cli: &Cli, args: &RenderArgs) -> Result<i32, Error> {
             env.push(("TEND_HOME".to_owned(), site.root.display().to_string()));
         }
     }
+    let tokenless = token_file.is_none();
     let how = render::Invocation { tend, site: site_file, token_file, env, logs: Layout::new(&site.root).logs() };
-    if args.cron {
+    let text = if args.cron {
         let lines = render::crontab(&entries, &how)?;
-        emit(&if cli.json { pretty(&json!({ "entries": lines })) } else { render::crontab_text(&lines) });
+        if cli.json { pretty(&json!({ "entries": lines })) } else { render::crontab_text(&lines) }
     } else {
         let units = render::systemd(&entries, &how)?;
-        emit(&if cli.json { pretty(&json!({ "entries": units })) } else { render::systemd_text(&units) });
+        if cli.json { pretty(&json!({ "entries": units })) } else { render::systemd_text(&units) }
+    };
+    if tokenless {
+        tracing::warn!(
+            "no --token-file: the jobs run without a token, so primitives that need a scope (stage, swap, rollback, prune) will refuse"
+        );
     }
+    emit(&text);
     Ok(0)
 }
 

@@ -1586,3 +1586,6 @@ mod registry_failures;
 
 #[path = "cli/deploy.rs"]
 mod deploy;
+
+#[path = "cli/schedule.rs"]
+mod schedule;
