@@ -173,7 +173,7 @@ fn schedule_run(cli: &Cli) -> Result<i32, Error> {
         if entries.len() == 1 { "y" } else { "ies" },
         site.file.as_ref().map_or_else(String::new, |f| f.display().to_string())
     );
-    tend::schedule::Scheduler::new(&entries, tend::schedule::SystemClock, &stop).run(|entry, _due| {
+    let summary = tend::schedule::Scheduler::new(&entries, tend::schedule::SystemClock, &stop).run(|entry, _due| {
         // Read afresh for every run, as cron would: edits to tend.toml and the playbook apply
         // from the next run on (the schedule itself is read once, at start).
         let site = Site::discover(cli.site.as_deref())?;
@@ -188,6 +188,9 @@ fn schedule_run(cli: &Cli) -> Result<i32, Error> {
         };
         Runtime::new(site).run(&playbook, options)
     });
+    if cli.json {
+        print_json(&serde_json::to_value(summary).unwrap_or_default());
+    }
     Ok(0)
 }
 

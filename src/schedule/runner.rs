@@ -57,7 +57,7 @@ pub struct Due {
 }
 
 /// What a scheduler did before it stopped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
     /// Runs started (whatever their outcome).
     pub runs: usize,

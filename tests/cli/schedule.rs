@@ -28,16 +28,35 @@ fn tend_exe() -> String {
 
 // ---------------------------------------------------------------- the scheduler as a child
 
-/// A `tend schedule run` in the background, its stderr collected as it comes.
+/// A `tend schedule run` in the background, its stderr (and stdout) collected as they come.
 struct Scheduler {
     child: Child,
     log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
+    stdout: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// Appends each line read from `pipe` to `sink`, until the pipe closes.
+fn collect(pipe: impl Read + Send + 'static, sink: &Arc<Mutex<String>>) -> JoinHandle<()> {
+    let sink = Arc::clone(sink);
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    })
 }
 
 impl Scheduler {
     fn start(dir: &Path) -> Scheduler {
+        Scheduler::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, global: &[&str]) -> Scheduler {
         let mut child = Command::new(TEND)
+            .args(global)
             .args(["schedule", "run"])
             .current_dir(dir)
             .env_remove("TEND_TOKEN")
@@ -45,22 +64,13 @@ impl Scheduler {
             .env_remove("TEND_HOME")
             .env_remove("TEND_LOG")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Scheduler { child, log, reader: Some(reader) }
+        let (log, stdout) = (Arc::default(), Arc::default());
+        let readers = vec![collect(child.stderr.take().unwrap(), &log), collect(child.stdout.take().unwrap(), &stdout)];
+        Scheduler { child, log, stdout, readers }
     }
 
     fn log(&self) -> String {
@@ -92,7 +102,12 @@ impl Scheduler {
     }
 
     /// Waits for the exit (killing the child after [`DEADLINE`]): its code and whole log.
-    fn finish(mut self) -> (Option<i32>, String) {
+    fn finish(self) -> (Option<i32>, String) {
+        let (code, log, _) = self.finish_with_stdout();
+        (code, log)
+    }
+
+    fn finish_with_stdout(mut self) -> (Option<i32>, String, String) {
         let start = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -104,10 +119,11 @@ impl Scheduler {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        if let Some(reader) = self.reader.take() {
+        for reader in self.readers.drain(..) {
             reader.join().unwrap();
         }
-        (status.code(), self.log())
+        let stdout = self.stdout.lock().unwrap().clone();
+        (status.code(), self.log(), stdout)
     }
 }
 
@@ -228,12 +244,13 @@ fn schedule_run_runs_an_entry_at_its_times_and_stops_on_sigterm() {
         .site("[[schedule]]\nname = \"tick\"\ncron = \"*/2 * * * * *\"\nplaybook = \"playbooks/tick.rhai\"\nvars = { n = \"7\" }\n")
         .file("playbooks/tick.rhai", "print(`tick ${vars.n}`);\nvars.n\n");
     test.write_site();
-    let mut scheduler = Scheduler::start(test.path());
+    let mut scheduler = Scheduler::start_with(test.path(), &["--json"]);
     let dir = test.path().to_owned();
     scheduler.wait_for("two runs", |_| report_count(&dir) >= 2);
     scheduler.signal(Signal::TERM);
-    let (code, log) = scheduler.finish();
+    let (code, log, stdout) = scheduler.finish_with_stdout();
     assert_eq!(code, Some(0), "{log}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
     assert!(log.contains("schedule `tick` (*/2 * * * * *): next run at "), "{log}");
     assert!(log.contains(" INFO playbook: tick 7\n"), "{log}");
     let reports = reports(test.path());
@@ -253,6 +270,7 @@ fn schedule_run_runs_an_entry_at_its_times_and_stops_on_sigterm() {
         )),
         "{log}"
     );
+    assert_eq!(summary, serde_json::json!({ "runs": reports.len(), "failed": 0, "skipped": 0, "missed": 0 }));
 }
 
 #[test]
