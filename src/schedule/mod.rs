@@ -22,9 +22,13 @@ use crate::site::{Schedule, Site};
 /// (absolute, resolved against the site file's folder when the site was loaded).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// Unique in the site; part of unit and log file names.
     pub name: String,
+    /// When it runs.
     pub cron: CronExpr,
+    /// The playbook to run, absolute.
     pub playbook: PathBuf,
+    /// The playbook's `vars`, as `--var KEY=VALUE` would give them.
     pub vars: BTreeMap<String, String>,
     /// The largest random delay added to each run (zero: none).
     pub jitter: Duration,

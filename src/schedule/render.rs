@@ -28,6 +28,7 @@ pub struct Invocation {
 /// One crontab line and what it is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CrontabLine {
+    /// The entry's name.
     pub name: String,
     /// The comment printed above the line.
     pub comment: String,
@@ -39,15 +40,20 @@ pub struct CrontabLine {
 /// A unit file: the name to save it as, and its text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnitFile {
+    /// The file name to save it as (`tend-<name>.service`).
     pub file: String,
+    /// The unit's text.
     pub text: String,
 }
 
 /// The service and timer of one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SystemdUnits {
+    /// The entry's name.
     pub name: String,
+    /// `tend-<name>.service`: a oneshot `tend run`.
     pub service: UnitFile,
+    /// `tend-<name>.timer`: when the service starts.
     pub timer: UnitFile,
 }
 
