@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tend::duration::HumanDuration;
 
 /// Keeps a host's MCP servers current, tested and tidy.
 #[derive(Debug, Parser)]
@@ -123,6 +124,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the site's [[schedule]] entries in the foreground, or print cron or systemd jobs for them.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Print the primitive reference, generated from the registrations.
     Api {
         /// Output format.
@@ -152,6 +156,14 @@ pub struct RunArgs {
     /// A value for the playbook's `vars` map (integers and true/false are converted).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Wait a random time from 0 up to this (such as 10m) before taking the site lock, so that
+    /// hosts started by the same cron line do not all reach the registry at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub jitter: Option<HumanDuration>,
+}
+
+fn parse_duration(text: &str) -> Result<HumanDuration, String> {
+    tend::duration::parse(text).map(HumanDuration)
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -159,6 +171,27 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, found `{text}`")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Run each entry at its times, one at a time, in the foreground (for systemd or a
+    /// container). Runs missed while another was going run once afterwards; SIGTERM or Ctrl-C
+    /// stops after the current run, a second signal cancels it.
+    Run,
+    /// Print jobs that run the entries through `tend run`, with absolute paths.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RenderArgs {
+    /// One crontab line per entry; output is appended to <root>/logs/schedule-NAME.log.
+    #[arg(long)]
+    pub cron: bool,
+    /// A tend-NAME.service and tend-NAME.timer per entry (Persistent=true, RandomizedDelaySec= from the jitter).
+    #[arg(long)]
+    pub systemd: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

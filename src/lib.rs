@@ -48,6 +48,7 @@ pub mod proc;
 pub mod progress;
 pub mod registry;
 pub mod report;
+pub mod schedule;
 pub mod script;
 pub mod site;
 

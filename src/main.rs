@@ -6,7 +6,7 @@ mod cli;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{CommandFactory, Parser};
 use serde_json::json;
@@ -15,7 +15,7 @@ use tend::guard::auth::{Scope, Token, TokenDigest, TokenEntry};
 use tend::layout::Layout;
 use tend::{Error, Playbook, RunOptions, Runtime, Site};
 
-use cli::{ApiFormat, AuditCommand, Cli, Command, LogFormat, TokenCommand};
+use cli::{ApiFormat, AuditCommand, Cli, Command, LogFormat, RenderArgs, ScheduleCommand, TokenCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -142,6 +142,108 @@ fn run_inline(
     }
 }
 
+/// `tend schedule run`: the scheduler in the foreground. The first SIGTERM or SIGINT lets the
+/// current run finish and stops; a second cancels the run (it stops at its next operation and
+/// writes its report); a third ends tend at once.
+fn schedule_run(cli: &Cli) -> Result<i32, Error> {
+    let site = Site::discover(cli.site.as_deref())?;
+    let entries = tend::schedule::entries(&site)?;
+    let token = token(cli)?;
+    let now = clock()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| Error::failed(format!("cannot watch for signals: {e}")))?;
+    {
+        let (stop, cancel) = (Arc::clone(&stop), Arc::clone(&cancel));
+        std::thread::spawn(move || {
+            for (count, signal) in signals.forever().enumerate() {
+                let name = if signal == signal_hook::consts::SIGTERM { "SIGTERM" } else { "SIGINT" };
+                match count {
+                    0 => {
+                        tracing::info!("schedule: {name}: stopping after the current run (a second signal cancels it)");
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    1 => {
+                        tracing::warn!("schedule: {name} again: cancelling the current run");
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                    _ => std::process::exit(130),
+                }
+            }
+        });
+    }
+    tracing::info!(
+        "schedule: {} entr{} from {}",
+        entries.len(),
+        if entries.len() == 1 { "y" } else { "ies" },
+        site.file.as_ref().map_or_else(String::new, |f| f.display().to_string())
+    );
+    let summary = tend::schedule::Scheduler::new(&entries, tend::schedule::SystemClock, &stop).run(|entry, _due| {
+        // Read afresh for every run, as cron would: edits to tend.toml and the playbook apply
+        // from the next run on (the schedule itself is read once, at start).
+        let site = Site::discover(cli.site.as_deref())?;
+        let playbook = Playbook::from_file(&entry.playbook)?;
+        let options = RunOptions {
+            token: token.clone(),
+            dry_run: false,
+            vars: entry.vars.clone(),
+            cancel: Some(Arc::clone(&cancel)),
+            now,
+            progress: false,
+        };
+        Runtime::new(site).run(&playbook, options)
+    });
+    if cli.json {
+        print_json(&serde_json::to_value(summary).unwrap_or_default());
+    }
+    Ok(0)
+}
+
+/// `tend schedule render --cron|--systemd`.
+fn schedule_render(cli: &Cli, args: &RenderArgs) -> Result<i32, Error> {
+    use tend::schedule::render;
+    let site = Site::discover(cli.site.as_deref())?;
+    let entries = tend::schedule::entries(&site)?;
+    let site_file = site.file.clone().ok_or_else(|| Error::usage("rendering a schedule needs a site file"))?;
+    let tend = std::env::current_exe().map_err(|e| Error::failed(format!("cannot find the tend binary: {e}")))?;
+    let token_file = match &cli.token_file {
+        Some(path) => {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            if !path.is_file() {
+                return Err(Error::usage(format!("token file {} does not exist", path.display())));
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    // A root that came from $TEND_HOME must reach the jobs too; cron and systemd start them
+    // with an environment of their own.
+    let mut env = Vec::new();
+    if let Some(home) = std::env::var_os("TEND_HOME").filter(|v| !v.is_empty()) {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        if tend::guard::jail::normalize(&cwd.join(home)) == site.root {
+            env.push(("TEND_HOME".to_owned(), site.root.display().to_string()));
+        }
+    }
+    let tokenless = token_file.is_none();
+    let how = render::Invocation { tend, site: site_file, token_file, env, logs: Layout::new(&site.root).logs() };
+    let text = if args.cron {
+        let lines = render::crontab(&entries, &how)?;
+        if cli.json { pretty(&json!({ "entries": lines })) } else { render::crontab_text(&lines) }
+    } else {
+        let units = render::systemd(&entries, &how)?;
+        if cli.json { pretty(&json!({ "entries": units })) } else { render::systemd_text(&units) }
+    };
+    if tokenless {
+        tracing::warn!(
+            "no --token-file: the jobs run without a token, so primitives that need a scope (stage, swap, rollback, prune) will refuse"
+        );
+    }
+    emit(&text);
+    Ok(0)
+}
+
 /// One line per server: what runs, what the registry has, what the policy offers and why.
 fn check_table(results: &serde_json::Value) -> String {
     let cell = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
@@ -224,10 +326,17 @@ fn execute(cli: Cli) -> Result<i32, Error> {
                 token: token(&cli)?,
                 dry_run: args.dry_run,
                 vars: args.vars.iter().cloned().collect(),
-                cancel: Some(cancel),
+                cancel: Some(Arc::clone(&cancel)),
                 now: clock()?,
                 progress: progress(&cli),
             };
+            if let Some(max) = args.jitter {
+                let wait = tend::schedule::jitter(max.as_duration())?;
+                tracing::info!("waiting {} (jitter up to {max}) before the run", tend::duration::format(wait));
+                if !tend::schedule::pause(wait, &cancel) {
+                    return Err(Error::failed("interrupted before the run started"));
+                }
+            }
             let report = Runtime::new(site).run(&playbook, options)?;
             if let Some(error) = &report.error {
                 eprintln!("error: {}", error.message);
@@ -462,6 +571,8 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             }
             Ok(worst)
         }
+        Command::Schedule(ScheduleCommand::Run) => schedule_run(&cli),
+        Command::Schedule(ScheduleCommand::Render(args)) => schedule_render(&cli, args),
         Command::Api { format } => {
             let runtime = Runtime::new(Site::defaults(std::env::current_dir().unwrap_or_default())?);
             match (format, cli.json) {

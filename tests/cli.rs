@@ -1591,3 +1591,6 @@ mod deploy;
 
 #[path = "cli/update.rs"]
 mod update;
+
+#[path = "cli/schedule.rs"]
+mod schedule;

@@ -49,7 +49,7 @@ struct SiteFile {
     #[serde(default)]
     limits: LimitsLayer,
     #[serde(default)]
-    schedule: Vec<Schedule>,
+    schedule: Vec<ScheduleSection>,
     #[serde(default)]
     notify: Vec<Notify>,
     #[serde(default)]
@@ -72,7 +72,9 @@ struct PathsSection {
     protect: Vec<PathBuf>,
 }
 
-/// One `[[schedule]]` entry.
+/// One `[[schedule]]` entry. Loading a site checks the name and the expression
+/// (`crate::schedule`) and makes `playbook` absolute against the site file's folder; the
+/// schedule commands check that the playbook exists.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
@@ -83,6 +85,19 @@ pub struct Schedule {
     pub vars: BTreeMap<String, String>,
     #[serde(default)]
     pub jitter: Option<HumanDuration>,
+}
+
+/// `[[schedule]]` as written, with the positions of the values that are checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleSection {
+    name: toml::Spanned<String>,
+    cron: toml::Spanned<String>,
+    playbook: PathBuf,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    #[serde(default)]
+    jitter: Option<HumanDuration>,
 }
 
 /// The events a webhook can subscribe to.
@@ -252,6 +267,7 @@ impl Site {
                     toml_error(&shown, text, &key, err.inner())
                 })
             })?;
+        check_schedule(&shown, text, &parsed.schedule)?;
         Site::from_file(parsed, dir.to_path_buf(), file.map(Path::to_path_buf))
     }
 
@@ -287,7 +303,17 @@ impl Site {
             monitor: Monitor::default(),
             update: Update::default(),
             limits: Limits::default(),
-            schedule: parsed.schedule,
+            schedule: parsed
+                .schedule
+                .into_iter()
+                .map(|s| Schedule {
+                    name: s.name.into_inner(),
+                    cron: s.cron.into_inner(),
+                    playbook: normalize(&dir.join(&s.playbook)),
+                    vars: s.vars,
+                    jitter: s.jitter,
+                })
+                .collect(),
             notify: parsed.notify,
             overrides: parsed.servers,
             dir,
@@ -418,6 +444,27 @@ fn default_root() -> Result<PathBuf> {
         .ok_or_else(|| Error::config("no root: set `root` in tend.toml or TEND_HOME"))
 }
 
+/// Every `[[schedule]]` entry has a usable, unique name and a valid cron expression; an error
+/// points at the value and names the entry. (Whether the playbook exists is checked when a
+/// schedule command starts: it may be written after the entry.)
+fn check_schedule(file: &str, text: &str, schedule: &[ScheduleSection]) -> Result<()> {
+    let at = |span: std::ops::Range<usize>| {
+        let (line, col) = line_col(text, span.start);
+        format!("{file}:{line}:{col}")
+    };
+    for (i, entry) in schedule.iter().enumerate() {
+        let name = entry.name.get_ref();
+        let problem = |span, why: String| Error::config(format!("{}: schedule `{name}`: {why}", at(span)));
+        crate::schedule::check_name(name).map_err(|why| problem(entry.name.span(), why))?;
+        if let Some(earlier) = schedule[..i].iter().find(|earlier| earlier.name.get_ref() == name) {
+            let (line, _) = line_col(text, earlier.name.span().start);
+            return Err(problem(entry.name.span(), format!("the entry at line {line} has the same name")));
+        }
+        crate::schedule::CronExpr::parse(entry.cron.get_ref()).map_err(|why| problem(entry.cron.span(), why))?;
+    }
+    Ok(())
+}
+
 /// `file:line:col: key: message`, from a toml error and the text it was read from.
 fn toml_error(file: &str, text: &str, key: &str, err: &toml::de::Error) -> Error {
     let (line, col) = err.span().map_or((1, 1), |span| line_col(text, span.start));
@@ -501,6 +548,32 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert_eq!(err.exit_code(), 2);
             assert!(err.message().starts_with(want), "\n got: {}\nwant: {want}", err.message());
+        }
+    }
+
+    #[test]
+    fn schedule_entries_are_checked_where_they_are_written_and_playbooks_resolved() {
+        let entry = |name: &str, cron: &str| {
+            format!("[[schedule]]\nname = \"{name}\"\ncron = \"{cron}\"\nplaybook = \"playbooks/update.rhai\"\n")
+        };
+        let site = parse(&format!("root = \"/r\"\n{}jitter = \"10m\"\n", entry("nightly", "0 3 * * *"))).unwrap();
+        assert_eq!(site.schedule[0].playbook, PathBuf::from("/srv/site/playbooks/update.rhai"));
+        assert_eq!(site.schedule[0].jitter, Some(HumanDuration::from_secs(600)));
+        let cases = [
+            (
+                entry("nightly", "0 3 * *"),
+                "/srv/site/tend.toml:4:8: schedule `nightly`: invalid cron expression `0 3 * *`: expected 5 fields (minute hour day-of-month month day-of-week), 6 with a leading seconds field, or a nickname such as @daily; found 4",
+            ),
+            (entry("", "@daily"), "/srv/site/tend.toml:3:8: schedule ``: the name is empty"),
+            (
+                format!("{}{}", entry("nightly", "@daily"), entry("nightly", "@hourly")),
+                "/srv/site/tend.toml:7:8: schedule `nightly`: the entry at line 3 has the same name",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&format!("root = \"/r\"\n{text}")).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert_eq!(err.message(), want);
         }
     }
 
