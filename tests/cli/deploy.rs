@@ -118,9 +118,9 @@ impl Site {
         names
     }
 
-    /// Everything but tend's bookkeeping of runs (audit, reports, lock, health results).
+    /// Everything but tend's bookkeeping of runs (audit, reports, metrics, lock, health results).
     fn state(&self) -> Vec<(String, String)> {
-        let skip = ["root/audit", "root/reports", "root/state"];
+        let skip = ["root/audit", "root/reports", "root/metrics", "root/state"];
         util::snapshot(self.path()).into_iter().filter(|(k, _)| !skip.iter().any(|s| k.starts_with(s))).collect()
     }
 
