@@ -264,10 +264,11 @@ fn updates(calls: &[CallRecord]) -> Vec<(String, &'static str)> {
             "swap" | "stage" if !call.ok => {
                 failed.insert(server.to_owned());
             }
-            "health" if call.args.get(1).is_some_and(|o| o.get("release").is_some()) => {
-                if !call.ok || call.result["passed"] != true {
-                    failed.insert(server.to_owned());
-                }
+            "health"
+                if call.args.get(1).is_some_and(|o| o.get("release").is_some())
+                    && (!call.ok || call.result["passed"] != true) =>
+            {
+                failed.insert(server.to_owned());
             }
             "rollback" if call.ok && call.result["rolled_back"] == true => {
                 if let Some((index, to)) = live.remove(server) {
