@@ -1593,3 +1593,6 @@ mod registry_failures;
 
 #[path = "cli/deploy.rs"]
 mod deploy;
+
+#[path = "cli/metrics.rs"]
+mod metrics;

@@ -178,7 +178,7 @@ impl Ledger {
         let tally = self.runs.entry(report.playbook.clone()).or_default().entry(outcome.to_owned()).or_default();
         tally.count += 1;
         tally.at = ended;
-        self.last_duration.insert(report.playbook.clone(), report.duration_ms / 1000.0);
+        self.last_duration.insert(report.playbook.clone(), seconds(report.duration_ms));
         for server in touched(&report.calls).into_iter().filter(|s| known.contains(s)) {
             let last = LastRun {
                 id: report.id.clone(),
@@ -282,6 +282,12 @@ fn updates(calls: &[CallRecord]) -> Vec<(String, &'static str)> {
     }
     out.extend(failed.into_iter().map(|s| (s, "failed")));
     out
+}
+
+/// Milliseconds as seconds, to the microsecond (so 0.21 ms is written 0.00021, not
+/// 0.00020999999999999998).
+fn seconds(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1_000_000.0
 }
 
 /// Unix seconds of an RFC 3339 time, to the millisecond tend writes; 0 when it does not parse.
@@ -402,11 +408,11 @@ pub fn samples(site: &Site, layout: &Layout, ledger: &Ledger) -> Samples {
         let figure = |key: &str| entry["metrics"][key].as_f64();
         for (quantile, key) in [("0.5", "latency_p50_ms"), ("0.95", "latency_p95_ms")] {
             if let Some(ms) = figure(key) {
-                s.set("tend_health_latency_seconds", &[server, quantile], ms / 1000.0);
+                s.set("tend_health_latency_seconds", &[server, quantile], seconds(ms));
             }
         }
         if let Some(ms) = figure("startup_ms") {
-            s.set("tend_health_startup_seconds", &[server], ms / 1000.0);
+            s.set("tend_health_startup_seconds", &[server], seconds(ms));
         }
         if let Some(mb) = figure("rss_mb") {
             s.set("tend_health_rss_bytes", &[server], (mb * 1024.0 * 1024.0).round());
@@ -611,6 +617,7 @@ mod tests {
         assert_eq!(ledger.cleanup_items, BTreeMap::from([("backups".to_owned(), 2), ("releases".to_owned(), 2)]));
         assert_eq!(ledger.runs["tend prune"]["failed"].count, 1);
         assert_eq!(ledger.last_duration["tend prune"], 1.75);
+        assert_eq!((seconds(0.21), seconds(3.53), seconds(511.415904)), (0.00021, 0.00353, 0.511416));
         // A server the site does not know gets no last-run record.
         ledger.add(
             &report("p.rhai", false, false, vec![call("check", json!(["ghost"]), false, Value::Null)]),
