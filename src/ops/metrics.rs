@@ -18,11 +18,13 @@ use crate::site::Site;
 /// One metric family tend writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricSpec {
+    /// The family's name, as Prometheus sees it.
     pub name: &'static str,
     /// `counter`, `gauge` or `summary`.
     pub kind: &'static str,
     /// Its label names, in the order they are written.
     pub labels: &'static [&'static str],
+    /// The HELP line's text.
     pub help: &'static str,
 }
 
@@ -125,7 +127,9 @@ const PER_SERVER: [&str; 8] = ["check", "stage", "health", "swap", "monitor", "r
 /// A server's last run, as `tend status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastRun {
+    /// The run id (its report is `reports/<id>.json`).
     pub id: String,
+    /// The playbook's name, or the command (`tend swap`).
     pub playbook: String,
     /// When the run ended (RFC 3339).
     pub at: String,
@@ -136,6 +140,7 @@ pub struct LastRun {
 /// The count of runs of one playbook with one outcome, and when the last one ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunTally {
+    /// How many runs.
     pub count: u64,
     /// Unix time, in seconds.
     pub at: f64,
@@ -147,8 +152,11 @@ pub struct RunTally {
 pub struct Ledger {
     /// server -> result -> count.
     pub updates: BTreeMap<String, BTreeMap<String, u64>>,
+    /// server -> rollbacks that switched its `current`.
     pub rollbacks: BTreeMap<String, u64>,
+    /// Bytes prune removed, over every run that was not a dry run.
     pub cleanup_bytes_freed: u64,
+    /// category -> items prune removed.
     pub cleanup_items: BTreeMap<String, u64>,
     /// playbook -> outcome -> tally.
     pub runs: BTreeMap<String, BTreeMap<String, RunTally>>,

@@ -30,6 +30,7 @@ pub struct StatusOptions {
 /// One installed release.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReleaseStatus {
+    /// The release's folder name under `releases/`.
     pub version: String,
     /// Processes whose executable, working directory or open files are in it.
     pub processes: usize,
@@ -40,21 +41,26 @@ pub struct ReleaseStatus {
 /// The last health result of the live release.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthStatus {
+    /// Whether every suite passed.
     pub passed: bool,
     /// When it ran (RFC 3339).
     pub at: Option<String>,
+    /// The 95th percentile of its ping latencies.
     pub latency_p95_ms: Option<f64>,
 }
 
 /// One server, as `tend status --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerStatus {
+    /// The server's key in its client config.
     pub name: String,
+    /// Its npm package, when it runs one.
     pub package: Option<String>,
     /// True when `current` is a release tend installed (an adopted server).
     pub managed: bool,
     /// The live version: the managed release's, else the one the client config pins.
     pub current: Option<String>,
+    /// The release `previous` points to: what `rollback` returns to.
     pub previous: Option<String>,
     /// The registry's `latest`, from the update check.
     pub latest: Option<String>,
@@ -66,7 +72,9 @@ pub struct ServerStatus {
     pub reason: Option<String>,
     /// Why the update check could not answer (registry unreachable, unknown package, ...).
     pub check_error: Option<String>,
+    /// The live version's last health result.
     pub health: Option<HealthStatus>,
+    /// The last run that named this server.
     pub last_run: Option<LastRun>,
     /// Installed releases, newest first.
     pub releases: Vec<ReleaseStatus>,
