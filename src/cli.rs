@@ -116,8 +116,12 @@ pub enum Command {
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
     },
-    /// One line per server: live and previous release, releases in use, last health.
-    Status,
+    /// One line per server: current version, candidate and why, last health, last run, releases and their processes.
+    Status {
+        /// Skip the update check: no registry request, no candidate.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Remove what retention no longer keeps; without a token, only show it.
     Prune {
         /// Show what would be removed, removing nothing.

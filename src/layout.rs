@@ -90,6 +90,11 @@ impl Layout {
         self.metrics().join("tend.prom")
     }
 
+    /// The counters behind the textfile, and each server's last run: `state/metrics.json`.
+    pub fn metrics_state(&self) -> PathBuf {
+        self.state().join("metrics.json")
+    }
+
     /// tend's own logs (staging logs live beside their staging directory).
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")

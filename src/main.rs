@@ -522,13 +522,17 @@ fn execute(cli: Cli) -> Result<i32, Error> {
             emit(&if cli.json { pretty(&r) } else { line });
             Ok(0)
         }
-        Command::Status => {
+        Command::Status { offline } => {
             let site = Site::discover(cli.site.as_deref())?;
-            let status = tend::ops::status::status(&site);
+            let options = tend::ops::status::StatusOptions {
+                offline: *offline,
+                now: clock()?.unwrap_or_else(time::OffsetDateTime::now_utc),
+            };
+            let status = tend::ops::status::status(&site, &options);
             emit(&if cli.json {
                 pretty(&serde_json::to_value(&status).unwrap_or_default())
             } else {
-                tend::ops::status::table(&status)
+                tend::ops::status::table(&status, options.now)
             });
             Ok(0)
         }

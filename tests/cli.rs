@@ -629,7 +629,9 @@ fn writes_outside_the_jail_are_refused_with_exit_5_and_change_nothing() {
         let after = util::snapshot(dir.path());
         let outside_bookkeeping = |m: &std::collections::BTreeMap<String, String>| {
             m.iter()
-                .filter(|(k, _)| !["root/audit", "root/reports", "root/state"].iter().any(|b| k.starts_with(b)))
+                .filter(|(k, _)| {
+                    !["root/audit", "root/reports", "root/metrics", "root/state"].iter().any(|b| k.starts_with(b))
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<Vec<_>>()
         };
@@ -991,7 +993,12 @@ fn prune_removes_what_retention_no_longer_keeps_and_nothing_else() {
         .unwrap();
     let second: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(second["bytes_freed"], 0);
-    assert_eq!(std::fs::read_to_string(root.join("metrics/tend.prom")).unwrap(), metrics);
+    let cleanup = |text: &str| -> Vec<String> {
+        text.lines().filter(|l| l.starts_with("tend_cleanup_")).map(str::to_owned).collect()
+    };
+    let after = std::fs::read_to_string(root.join("metrics/tend.prom")).unwrap();
+    assert_eq!(cleanup(&after), cleanup(&metrics));
+    assert!(after.contains("tend_runs_total{playbook=\"tend prune\",outcome=\"ok\"} 2\n"), "{after}");
 }
 
 #[test]
@@ -1594,3 +1601,6 @@ mod update;
 
 #[path = "cli/schedule.rs"]
 mod schedule;
+
+#[path = "cli/metrics.rs"]
+mod metrics;

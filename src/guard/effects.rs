@@ -22,6 +22,10 @@ pub enum Effect {
     CreateDir { path: PathBuf },
     /// Replace a file's contents atomically (temp file, fsync, rename, fsync of the folder).
     WriteFile { path: PathBuf, contents: Vec<u8>, mode: u32 },
+    /// Replace a file's contents atomically for readers (temp file, rename) without waiting
+    /// for the disk: for files that a power loss may take back to an older version without
+    /// harm, because they are derived or are counters (metrics). Saves two fsyncs.
+    WriteVolatile { path: PathBuf, contents: Vec<u8>, mode: u32 },
     /// Rename within the roots.
     Rename { from: PathBuf, to: PathBuf },
     /// Point a symlink at `target`, replacing an existing link atomically.
@@ -50,6 +54,7 @@ impl Effect {
         match self {
             Effect::CreateDir { path }
             | Effect::WriteFile { path, .. }
+            | Effect::WriteVolatile { path, .. }
             | Effect::Symlink { path, .. }
             | Effect::RemoveFile { path }
             | Effect::RemoveTree { path } => vec![path],
@@ -66,7 +71,7 @@ impl fmt::Display for Effect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Effect::CreateDir { path } => write!(f, "create dir {}", path.display()),
-            Effect::WriteFile { path, contents, .. } => {
+            Effect::WriteFile { path, contents, .. } | Effect::WriteVolatile { path, contents, .. } => {
                 write!(f, "write {} ({} bytes)", path.display(), contents.len())
             }
             Effect::Rename { from, to } => {
@@ -166,6 +171,11 @@ fn apply_one(jail: &Jail, effect: &Effect, declared: &[PathBuf]) -> Result<()> {
             let (dir, name) = jail.open_parent(path, declared)?;
             write_atomic(&dir, &name, contents, *mode).map_err(|e| Error::io("write", path, e))
         }
+        Effect::WriteVolatile { path, contents, mode } => {
+            let (dir, name) = jail.open_parent(path, declared)?;
+            replace_atomically(&dir, &name, *mode, false, |file| file.write_all(contents))
+                .map_err(|e| Error::io("write", path, e))
+        }
         Effect::Rename { from, to } => {
             let (from_dir, from_name) = jail.open_parent(from, declared)?;
             let (to_dir, to_name) = jail.open_parent(to, declared)?;
@@ -214,7 +224,7 @@ fn write_archive(
     extra: &[(PathBuf, Vec<u8>)],
 ) -> std::io::Result<()> {
     use std::io::{Seek, SeekFrom};
-    replace_atomically(dir, name, 0o644, |file| {
+    replace_atomically(dir, name, 0o644, true, |file| {
         let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(&mut *file, flate2::Compression::default()));
         builder.follow_symlinks(false);
         let mut written = 0usize;
@@ -300,15 +310,17 @@ fn temp_name(name: &OsStr) -> Result<OsString> {
 
 /// Temp file in the same directory, write, fsync, rename over, fsync the directory.
 pub(crate) fn write_atomic(dir: &OwnedFd, name: &OsStr, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    replace_atomically(dir, name, mode, |file| file.write_all(contents))
+    replace_atomically(dir, name, mode, true, |file| file.write_all(contents))
 }
 
-/// Fills a new same-directory temp file with `fill`, fsyncs it, renames it over `name` and
-/// fsyncs the directory; on any failure the temp file is removed and `name` is untouched.
+/// Fills a new same-directory temp file with `fill`, fsyncs it (when `durable`), renames it
+/// over `name` and fsyncs the directory (when `durable`); on any failure the temp file is
+/// removed and `name` is untouched.
 fn replace_atomically(
     dir: &OwnedFd,
     name: &OsStr,
     mode: u32,
+    durable: bool,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let temp = temp_name(name).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -321,9 +333,13 @@ fn replace_atomically(
         )?;
         let mut file = std::fs::File::from(fd);
         fill(&mut file)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         rustix::fs::renameat(dir, &temp, dir, name)?;
-        rustix::fs::fsync(dir)?;
+        if durable {
+            rustix::fs::fsync(dir)?;
+        }
         Ok(())
     })();
     if result.is_err() {

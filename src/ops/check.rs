@@ -302,24 +302,31 @@ pub fn fetch(call: &Call<'_>, client: &Client, wanted: &[(String, Form)]) -> Res
     Ok(out)
 }
 
-/// Checks the named servers concurrently (every server when `names` is empty).
+/// Checks the named servers concurrently (every server when `names` is empty); the first
+/// server that cannot be checked fails the whole check.
 pub fn check(call: &mut Call<'_>, names: &[String]) -> Result<Vec<CheckResult>> {
+    check_each(call, names)?.into_iter().collect()
+}
+
+/// Like [`check`], with each server's outcome on its own, so that one unreachable registry
+/// does not hide the others' answers (`tend status`). `Err` only when no server could be asked.
+pub fn check_each(call: &mut Call<'_>, names: &[String]) -> Result<Vec<Result<CheckResult>>> {
     let site = call.site;
     let jobs = packages_of(site, names)?;
     let client = Client::new(RegistryConfig::for_site(site))?;
     let wanted: Vec<(String, Form)> =
         jobs.iter().map(|(name, package)| (package.clone(), form_for(&site.server(name).policy))).collect();
     let fetched = fetch(call, &client, &wanted)?;
-    let mut results = Vec::new();
-    for ((name, package), fetched) in jobs.into_iter().zip(fetched) {
+    let now = call.now;
+    let judge = |name: String, package: String, fetched: Result<Answer>| -> Result<CheckResult> {
         let Answer { packument, source, registry } = fetched.map_err(|e| e.for_server(&name))?;
         let current = current_version(site, &name);
         let policy = site.server(&name).policy;
-        let (latest, candidate, reason) = decide(&packument, current.as_deref(), &policy, call.now).map_err(|e| {
+        let (latest, candidate, reason) = decide(&packument, current.as_deref(), &policy, now).map_err(|e| {
             let kind = if e.kind() == ErrorKind::Config { ErrorKind::Config } else { ErrorKind::Failed };
             Error::new(kind, format!("{package}: {} (registry {registry})", e.message())).for_server(&name)
         })?;
-        results.push(CheckResult {
+        Ok(CheckResult {
             kind: kind_of(current.as_deref(), candidate.as_deref()),
             update_available: candidate.is_some(),
             name,
@@ -330,9 +337,9 @@ pub fn check(call: &mut Call<'_>, names: &[String]) -> Result<Vec<CheckResult>> 
             reason,
             registry,
             source: source.to_owned(),
-        });
-    }
-    Ok(results)
+        })
+    };
+    Ok(jobs.into_iter().zip(fetched).map(|((name, package), fetched)| judge(name, package, fetched)).collect())
 }
 
 #[cfg(test)]

@@ -1125,6 +1125,7 @@ fn record(call: &mut Call<'_>, name: &str, report: &HealthReport, surface: Optio
             "surface": surface,
             "errors": report.errors,
             "metrics": report.metrics,
+            "suites": report.suites.named().iter().map(|(n, s)| (*n, s.status.as_str())).collect::<BTreeMap<_, _>>(),
         }),
     );
     if let Some(parent) = path.parent() {

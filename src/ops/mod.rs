@@ -5,6 +5,7 @@ pub mod check;
 pub mod deploy;
 pub mod health;
 pub mod launch;
+pub mod metrics;
 pub mod notify;
 pub mod prune;
 pub mod stage;

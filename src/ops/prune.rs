@@ -489,8 +489,8 @@ pub fn prune(call: &mut Call<'_>, overrides: Option<&serde_json::Value>) -> Resu
         Scan { site: call.site, layout: &layout, now: SystemTime::now(), in_use: &in_use, overrides: &overrides };
     let items = plan(&scan);
     let report = execute(call, items)?;
+    // What it freed reaches the metrics through the run's report (ops::metrics).
     if !report.dry_run {
-        record_metrics(call, &report)?;
         let removed = report.items.iter().filter(|i| i.action != Action::Keep).count();
         if removed > 0 {
             let text = format!("pruned {removed} item(s), {} freed", human_bytes(report.bytes_freed));
@@ -498,52 +498,6 @@ pub fn prune(call: &mut Call<'_>, overrides: Option<&serde_json::Value>) -> Resu
         }
     }
     Ok(report)
-}
-
-/// Adds this prune to the cumulative counters in `<root>/metrics/tend.prom`.
-fn record_metrics(call: &Call<'_>, report: &PruneReport) -> Result<()> {
-    let path = call.guard.layout().metrics_file();
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut freed: u64 = 0;
-    let mut per_category: BTreeMap<String, u64> = BTreeMap::new();
-    let mut other = Vec::new();
-    for line in old.lines() {
-        if let Some(v) = line.strip_prefix("tend_cleanup_bytes_freed_total ") {
-            freed = v.trim().parse().unwrap_or(0);
-        } else if let Some(rest) = line.strip_prefix("tend_cleanup_items_total{category=\"") {
-            if let Some((cat, v)) = rest.split_once("\"} ") {
-                per_category.insert(cat.to_owned(), v.trim().parse().unwrap_or(0));
-            }
-        } else if !line.starts_with("# HELP tend_cleanup")
-            && !line.starts_with("# TYPE tend_cleanup")
-            && !line.is_empty()
-        {
-            other.push(line.to_owned());
-        }
-    }
-    freed += report.bytes_freed;
-    for it in report.items.iter().filter(|i| i.action != Action::Keep) {
-        *per_category.entry(it.category.clone()).or_default() += 1;
-    }
-    let mut text = other.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    text.push_str(
-        "# HELP tend_cleanup_bytes_freed_total Bytes prune has freed.\n# TYPE tend_cleanup_bytes_freed_total counter\n",
-    );
-    text.push_str(&format!("tend_cleanup_bytes_freed_total {freed}\n"));
-    text.push_str("# HELP tend_cleanup_items_total Items prune has removed, by category.\n# TYPE tend_cleanup_items_total counter\n");
-    for (category, n) in per_category {
-        text.push_str(&format!("tend_cleanup_items_total{{category=\"{category}\"}} {n}\n"));
-    }
-    call.guard.record(
-        &Plan::new().with(Effect::CreateDir { path: call.guard.layout().metrics() }).with(Effect::WriteFile {
-            path,
-            contents: text.into_bytes(),
-            mode: 0o644,
-        }),
-    )
 }
 
 #[cfg(test)]

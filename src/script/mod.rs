@@ -263,6 +263,10 @@ impl Runtime {
             contents: bytes,
             mode: 0o644,
         }))?;
+        // Metrics are bookkeeping: a failure to write them is logged and the run stands.
+        if let Err(e) = crate::ops::metrics::after_run(&self.site, &guard, &report) {
+            tracing::warn!("cannot update the metrics: {}", e.message());
+        }
         Ok(report)
     }
 

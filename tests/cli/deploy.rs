@@ -12,12 +12,12 @@ use crate::util::{self, TEND, Test};
 /// A registry with tend-fixture-mcp 1.0.0 and 1.1.0 (same tools), 1.2.0 (a changed tool
 /// description) and 1.3.0 (fails once live for 500 ms); a site whose `srv` pins 1.0.0, next
 /// to an `other` server that tend must leave alone.
-struct Site {
+pub(super) struct Site {
     _registry: util::registry::Registry,
     test: Test,
 }
 
-fn site(scopes: &str) -> Site {
+pub(super) fn site(scopes: &str) -> Site {
     let registry = util::registry::Registry::start();
     for (version, extra) in [
         ("1.0.0", json!(null)),
@@ -48,18 +48,18 @@ fn site(scopes: &str) -> Site {
     Site { _registry: registry, test }
 }
 
-const ALL: &str = "\"stage\", \"deploy\", \"rollback\", \"prune\"";
+pub(super) const ALL: &str = "\"stage\", \"deploy\", \"rollback\", \"prune\"";
 
 impl Site {
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.test.path()
     }
 
-    fn tend(&self, args: &[&str]) -> Output {
+    pub(super) fn tend(&self, args: &[&str]) -> Output {
         self.tend_env(args, &[])
     }
 
-    fn tend_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(super) fn tend_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(TEND);
         command.args(args).current_dir(self.path()).env_remove("TEND_TOKEN").env_remove("TEND_CRASH_AT");
         for (k, v) in env {
@@ -69,7 +69,7 @@ impl Site {
     }
 
     /// Runs tend with the token and expects success.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(super) fn ok(&self, args: &[&str]) -> String {
         let mut all = vec!["--token-file", "token"];
         all.extend_from_slice(args);
         let out = self.tend(&all);
@@ -84,7 +84,7 @@ impl Site {
     }
 
     /// Runs tend with the token and expects `code`; returns stderr.
-    fn fails(&self, args: &[&str], code: i32) -> String {
+    pub(super) fn fails(&self, args: &[&str], code: i32) -> String {
         let mut all = vec!["--token-file", "token"];
         all.extend_from_slice(args);
         let out = self.tend(&all);
@@ -98,7 +98,7 @@ impl Site {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    fn root(&self) -> PathBuf {
+    pub(super) fn root(&self) -> PathBuf {
         self.path().join("root")
     }
 
@@ -118,9 +118,9 @@ impl Site {
         names
     }
 
-    /// Everything but tend's bookkeeping of runs (audit, reports, lock, health results).
+    /// Everything but tend's bookkeeping of runs (audit, reports, metrics, lock, health results).
     fn state(&self) -> Vec<(String, String)> {
-        let skip = ["root/audit", "root/reports", "root/state"];
+        let skip = ["root/audit", "root/reports", "root/metrics", "root/state"];
         util::snapshot(self.path()).into_iter().filter(|(k, _)| !skip.iter().any(|s| k.starts_with(s))).collect()
     }
 

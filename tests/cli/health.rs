@@ -403,7 +403,14 @@ fn a_changed_tool_description_fails_until_that_release_is_approved() {
 
     // Approving needs the deploy scope; without a token nothing changes.
     let but_bookkeeping = |files: std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
-        let bookkeeping = ["root/audit", "root/reports", "root/state/lock", "root/state/audit.head"];
+        let bookkeeping = [
+            "root/audit",
+            "root/reports",
+            "root/metrics",
+            "root/state/lock",
+            "root/state/audit.head",
+            "root/state/metrics.json",
+        ];
         files.into_iter().filter(|(k, _)| !bookkeeping.iter().any(|b| k.starts_with(b))).collect()
     };
     let before = but_bookkeeping(util::snapshot(test.path()));

@@ -188,6 +188,37 @@ fn update_keeps_the_good_release_never_deploys_the_sick_one_and_rolls_back_the_f
     let verify = site.tend(&["audit", "verify"]);
     assert_eq!(verify.status.code(), Some(0), "{}", show(&verify));
 
+    // The metrics count exactly that.
+    let prom = std::fs::read_to_string(site.root().join("metrics/tend.prom")).unwrap();
+    let samples: Vec<&str> = prom
+        .lines()
+        .filter(|l| {
+            l.starts_with("tend_updates_total{")
+                || l.starts_with("tend_rollbacks_total{")
+                || l.starts_with("tend_server_info{")
+        })
+        // Counters of every managed server are written from zero, so increase() sees the first.
+        .filter(|l| !l.ends_with(" 0"))
+        .collect();
+    assert_eq!(
+        samples,
+        vec![
+            "tend_rollbacks_total{server=\"flaky\"} 1",
+            "tend_server_info{server=\"flaky\",version=\"1.0.0\"} 1",
+            "tend_server_info{server=\"good\",version=\"1.1.0\"} 1",
+            "tend_server_info{server=\"sick\",version=\"1.0.0\"} 1",
+            "tend_updates_total{server=\"flaky\",result=\"rolled_back\"} 1",
+            "tend_updates_total{server=\"good\",result=\"success\"} 1",
+            "tend_updates_total{server=\"sick\",result=\"failed\"} 1",
+        ],
+        "{prom}"
+    );
+    assert!(
+        prom.lines().any(|l| l.starts_with("tend_last_run_timestamp_seconds{playbook=")
+            && l.contains("playbooks/update.rhai\",outcome=\"failed\"} ")),
+        "{prom}"
+    );
+
     // The webhook got exactly: good updated, sick failed, flaky updated then rolled back, and
     // the run's failure.
     let messages = site.messages();
@@ -312,9 +343,9 @@ impl Demo {
     }
 
     /// Everything but tend's bookkeeping of runs (the root folder itself, audit, reports,
-    /// state: lock, registry cache).
+    /// metrics, state: lock, registry cache).
     fn state(&self) -> Vec<(String, String)> {
-        let skip = ["root/audit", "root/reports", "root/state"];
+        let skip = ["root/audit", "root/reports", "root/state", "root/metrics"];
         util::snapshot(self.dir.path())
             .into_iter()
             .filter(|(k, _)| k != "root" && !skip.iter().any(|s| k.starts_with(s)))

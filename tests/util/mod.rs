@@ -110,10 +110,11 @@ impl Test {
     }
 
     /// Nothing may change but tend's own bookkeeping of the run: the root folder itself
-    /// (created by the first run), the audit log, the run report and the state folder (lock,
-    /// audit head).
+    /// (created by the first run), the audit log, the run report, the metrics and the state
+    /// folder (lock, audit head, metrics ledger).
     pub fn unchanged_but_bookkeeping(mut self) -> Test {
-        self.unchanged = Some(vec!["root/audit".into(), "root/reports".into(), "root/state".into()]);
+        self.unchanged =
+            Some(vec!["root/audit".into(), "root/reports".into(), "root/metrics".into(), "root/state".into()]);
         self
     }
 
