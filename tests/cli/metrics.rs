@@ -94,7 +94,7 @@ tend_last_run_duration_seconds{playbook="tend swap"} <v>
 # TYPE tend_last_run_timestamp_seconds gauge
 tend_last_run_timestamp_seconds{playbook="tend adopt",outcome="ok"} <v>
 tend_last_run_timestamp_seconds{playbook="tend stage",outcome="ok"} <v>
-tend_last_run_timestamp_seconds{playbook="tend swap",outcome="ok"} <v>
+tend_last_run_timestamp_seconds{playbook="tend swap",outcome="failed"} <v>
 # HELP tend_rollbacks_total Rollbacks that switched a server's current release back.
 # TYPE tend_rollbacks_total counter
 tend_rollbacks_total{server="srv"} 1
@@ -102,7 +102,7 @@ tend_rollbacks_total{server="srv"} 1
 # TYPE tend_runs_total counter
 tend_runs_total{playbook="tend adopt",outcome="ok"} 1
 tend_runs_total{playbook="tend stage",outcome="ok"} 1
-tend_runs_total{playbook="tend swap",outcome="ok"} 1
+tend_runs_total{playbook="tend swap",outcome="failed"} 1
 # HELP tend_server_info 1 for the release each managed server runs.
 # TYPE tend_server_info gauge
 tend_server_info{server="srv",version="1.0.0"} 1
@@ -127,7 +127,7 @@ fn metrics_count_a_swap_rolled_back_in_its_run_then_add_up_across_runs() {
     let site = site(ALL);
     site.ok(&["adopt", "srv"]);
     site.ok(&["stage", "srv", "1.3.0"]);
-    // 1.3.0 fails once live: the monitor fails and the same run rolls it back.
+    // 1.3.0 fails once live: the monitor fails, the same run rolls it back, and the run fails (exit 1).
     let out = site.tend(&["--token-file", "token", "swap", "srv", "1.3.0", "--monitor"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let prom = site.root().join("metrics/tend.prom");
@@ -136,7 +136,7 @@ fn metrics_count_a_swap_rolled_back_in_its_run_then_add_up_across_runs() {
     let ledger: Value =
         serde_json::from_str(&std::fs::read_to_string(site.root().join("state/metrics.json")).unwrap()).unwrap();
     assert_eq!(ledger["servers"]["srv"]["playbook"], "tend swap");
-    assert_eq!(ledger["servers"]["srv"]["outcome"], "ok");
+    assert_eq!(ledger["servers"]["srv"]["outcome"], "failed");
     let inode = std::fs::metadata(&prom).unwrap().ino();
 
     // A kept swap, a rollback in a run of its own, a swap refused by health, a dry run.
@@ -165,8 +165,8 @@ fn metrics_count_a_swap_rolled_back_in_its_run_then_add_up_across_runs() {
             "tend_runs_total{playbook=\"tend prune\",outcome=\"dry_run\"} 1",
             "tend_runs_total{playbook=\"tend rollback\",outcome=\"ok\"} 1",
             "tend_runs_total{playbook=\"tend stage\",outcome=\"ok\"} 3",
-            "tend_runs_total{playbook=\"tend swap\",outcome=\"failed\"} 1",
-            "tend_runs_total{playbook=\"tend swap\",outcome=\"ok\"} 2",
+            "tend_runs_total{playbook=\"tend swap\",outcome=\"failed\"} 2",
+            "tend_runs_total{playbook=\"tend swap\",outcome=\"ok\"} 1",
             "tend_server_info{server=\"srv\",version=\"1.0.0\"} 1",
             "tend_updates_total{server=\"srv\",result=\"failed\"} 1",
             "tend_updates_total{server=\"srv\",result=\"rolled_back\"} 1",
