@@ -76,6 +76,13 @@ fn arg_str(args: &[Value], i: usize) -> &str {
     args.get(i).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The `notify` primitives: the message goes to the log (at its level) and the webhooks.
+fn notify_and_log(call: &crate::script::primitives::Call<'_>, message: &notify::Message) -> Value {
+    let level = if matches!(message.level.as_str(), "error" | "warn") { message.level.as_str() } else { "info" };
+    let _ = log(level, &format!("notify: {}", message.message));
+    serde_json::to_value(notify::send(call, message)).unwrap_or_default()
+}
+
 const HEALTH_RETURNS: &str = "#{name, version, target, command, passed, suites: #{health, compatibility, performance, resource, security, tool_surface}, metrics: #{startup_ms, latency_p50_ms, latency_p95_ms, rss_mb, load_rss_mb, cpu_percent, load_cpu_percent, threads, fds, processes}, protocol_version, server_info, tools, resources, prompts, fingerprint, tool_changes, errors, warnings, stderr, shutdown, duration_ms}";
 
 /// The primitives every runtime has.
@@ -100,11 +107,10 @@ pub fn builtins() -> Vec<Primitive> {
         .body(|call, args| {
             let (level, text) = (arg_str(&args, 0), arg_str(&args, 1));
             let level = if matches!(level, "error" | "warn" | "info") { level } else { "info" };
-            let _ = log(level, &format!("notify: {text}"));
             let event = if level == "error" { crate::site::Event::Failure } else { crate::site::Event::Message };
             let mut message = notify::Message::new(event, text);
             message.level = level.to_owned();
-            Ok(serde_json::to_value(notify::send(call, &message)).unwrap_or_default())
+            Ok(notify_and_log(call, &message))
         }),
         Primitive::new(
             "notify",
@@ -113,10 +119,7 @@ pub fn builtins() -> Vec<Primitive> {
         )
         .param("message", ParamType::Map)
         .body(|call, args| {
-            let message = notify::from_map(args.first().unwrap_or(&Value::Null))?;
-            let level = if message.level == "error" { "error" } else { "info" };
-            let _ = log(level, &format!("notify: {}", message.message));
-            Ok(serde_json::to_value(notify::send(call, &message)).unwrap_or_default())
+            Ok(notify_and_log(call, &notify::from_map(args.first().unwrap_or(&Value::Null))?))
         }),
         Primitive::new(
             "fail",
