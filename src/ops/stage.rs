@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -45,6 +45,7 @@ pub struct Staged {
 
 /// Stages `version` of server `name` (the check's candidate when `None`).
 pub fn stage(call: &mut Call<'_>, name: &str, version: Option<&str>) -> Result<Staged> {
+    prefetch_node_version();
     let site = call.site;
     let (_, package) = packages_of(site, &[name.to_owned()])?.remove(0);
     let client = Client::new(RegistryConfig::for_site(site))?;
@@ -299,12 +300,26 @@ pub(crate) fn unmet_node_engine(manifest: &Value) -> Result<Option<String>> {
     Ok((!ok).then(|| format!("needs node {range}; this host has {node}")))
 }
 
+/// The installed Node's version, asked once per process (`node --version` costs a Node
+/// start-up, some 40 ms).
 fn node_version() -> Result<nodejs_semver::Version> {
-    let out =
-        Command::new("node").arg("--version").output().map_err(|e| Error::failed(format!("cannot run node: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    nodejs_semver::Version::parse(text.trim().trim_start_matches('v'))
-        .map_err(|_| Error::failed(format!("node printed an unreadable version `{}`", text.trim())))
+    static NODE: std::sync::OnceLock<std::result::Result<nodejs_semver::Version, String>> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| {
+        let out = Command::new("node").arg("--version").output().map_err(|e| format!("cannot run node: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        nodejs_semver::Version::parse(text.trim().trim_start_matches('v'))
+            .map_err(|_| format!("node printed an unreadable version `{}`", text.trim()))
+    })
+    .clone()
+    .map_err(Error::failed)
+}
+
+/// Starts asking Node its version in the background, so that the answer is there when
+/// `engines.node` is checked (after the download, or after the server started).
+pub(crate) fn prefetch_node_version() {
+    std::thread::spawn(|| {
+        let _ = node_version();
+    });
 }
 
 /// `npm install --omit=dev --ignore-scripts` in the partial folder, bounded in time; the
@@ -339,21 +354,27 @@ fn install_dependencies(dir: &Path, registry: &str) -> Result<String> {
         }
         text
     });
-    let deadline = Instant::now() + NPM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| Error::failed(format!("npm: {e}")))? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    // A waiter thread hears npm's exit at once; this one only keeps the deadline.
+    let pid = child.id();
+    let (done, exited) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let status = match exited.recv_timeout(NPM_TIMEOUT) {
+        Ok(status) => status.map_err(|e| Error::failed(format!("npm: {e}")))?,
+        Err(_) => {
+            // The child is still unreaped (the waiter holds it), so its pid is still its own.
+            if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            let _ = waiter.join();
             return Err(Error::failed(format!(
                 "npm install did not finish within {}",
                 crate::duration::format(NPM_TIMEOUT)
             )));
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
+    let _ = waiter.join();
     let text = readers.join().unwrap_or_default();
     if status.success() {
         Ok(text)
@@ -369,7 +390,10 @@ fn install_dependencies(dir: &Path, registry: &str) -> Result<String> {
 /// The digest of a release tree (everything but `release.json`), and each entry's own hash:
 /// files by content and executable bit, folders, and links by target. Links are not followed.
 pub fn tree_digest(dir: &Path) -> Result<(String, BTreeMap<String, String>)> {
+    use std::os::unix::fs::PermissionsExt;
     let mut files = BTreeMap::new();
+    // The walk is cheap; hashing the files' contents is not, and runs on every core.
+    let mut to_hash: Vec<(String, PathBuf, bool)> = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let here = dir.join(&rel);
@@ -382,22 +406,36 @@ pub fn tree_digest(dir: &Path) -> Result<(String, BTreeMap<String, String>)> {
                 continue;
             }
             let meta = std::fs::symlink_metadata(entry.path()).map_err(|e| Error::io("read", &entry.path(), e))?;
-            let value = if meta.file_type().is_symlink() {
-                format!(
-                    "link {}",
-                    std::fs::read_link(entry.path()).map_err(|e| Error::io("read", &entry.path(), e))?.display()
-                )
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(entry.path()).map_err(|e| Error::io("read", &entry.path(), e))?;
+                files.insert(key, format!("link {}", target.display()));
             } else if meta.is_dir() {
                 stack.push(rel_path);
-                "dir".to_owned()
+                files.insert(key, "dir".to_owned());
             } else {
-                use std::os::unix::fs::PermissionsExt;
-                let bytes = std::fs::read(entry.path()).map_err(|e| Error::io("read", &entry.path(), e))?;
-                let exec = if meta.permissions().mode() & 0o111 != 0 { "x" } else { "-" };
-                format!("{exec} {}", hex::encode(Sha256::digest(&bytes)))
-            };
-            files.insert(key, value);
+                to_hash.push((key, entry.path(), meta.permissions().mode() & 0o111 != 0));
+            }
         }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8);
+    let hash = |(key, path, exec): &(String, PathBuf, bool)| -> Result<(String, String)> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+        Ok((key.clone(), format!("{} {}", if *exec { "x" } else { "-" }, hex::encode(Sha256::digest(&bytes)))))
+    };
+    let hashed: Vec<Result<Vec<(String, String)>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|n| {
+                let mine = to_hash.iter().skip(n).step_by(threads);
+                scope.spawn(move || mine.map(hash).collect::<Result<Vec<_>>>())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err(Error::failed("a hashing thread panicked"))))
+            .collect()
+    });
+    for part in hashed {
+        files.extend(part?);
     }
     let mut all = Sha256::new();
     for (path, value) in &files {
