@@ -54,6 +54,10 @@ stdout to /dev/null):
            tarball download, sha512 check, extraction, `npm install --omit=dev
            --ignore-scripts` of the dependencies, tree digest, release.json,
            rename.  The packument cache (<root>/state/cache) is kept.
+           tend finds `npm` through a wrapper put first on its PATH, which logs when
+           npm started and ended: the figures split tend's wall time into "npm
+           inside" (the `npm install` it runs in the release folder) and "tend's
+           own" (everything else), which is what tend adds to npm's work.
     npm:   npm install --omit=dev --ignore-scripts --no-audit --no-fund
                --registry <registry> @modelcontextprotocol/server-memory@<VERSION>
            in a fresh empty temp folder each run (made before, removed after,
@@ -86,6 +90,7 @@ import json
 import os
 import secrets
 import shutil
+import shlex
 import statistics
 import subprocess
 import sys
@@ -231,6 +236,24 @@ def main(argv: list[str]) -> int:
         if k not in ("TEND_TOKEN", "TEND_LOG", "TEND_SITE", "TEND_NOW", "TEND_HOME")
     }
     tend_env = dict(base_env, TEND_TOKEN=token)
+    # tend runs `npm` from PATH: a wrapper first on its PATH records when that npm started
+    # and ended, which splits tend's wall time into npm's part and tend's own.
+    span_dir = Path(tempfile.mkdtemp(prefix="tend-bench-npm-span-"))
+    span_log = span_dir / "spans"
+    (span_dir / "npm").write_text(
+        "#!/bin/sh\n"
+        "s=$(date +%s%N)\n"
+        f"{shlex.quote(npm)} \"$@\"\n"
+        "c=$?\n"
+        f"echo \"$s $(date +%s%N)\" >> {shlex.quote(str(span_log))}\n"
+        "exit $c\n"
+    )
+    (span_dir / "npm").chmod(0o755)
+    tend_env["PATH"] = f"{span_dir}:{tend_env.get('PATH', '')}"
+
+    def last_span_ms() -> float:
+        start, end = span_log.read_text().split("\n")[-2].split()
+        return (int(end) - int(start)) / 1e6
     npm_env = dict(base_env)
     version = npm_version(npm_env)
 
@@ -292,6 +315,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(d)
 
             tend_ms: list[float] = []
+            inside_ms: list[float] = []
             npm_ms: list[float] = []
             direct_ms: list[float] = []
             if direct_argv is not None:
@@ -302,6 +326,7 @@ def main(argv: list[str]) -> int:
                 log(f"round {i + 1}/{args.runs}")
                 clear_tend()
                 tend_ms.append(time_once(tend_argv, tmp, tend_env))
+                inside_ms.append(last_span_ms())
                 if not (release / "release.json").is_file():
                     raise BenchError(f"tend's run {i + 1} left no {release}/release.json")
                 d = fresh_folder()
@@ -337,6 +362,8 @@ def main(argv: list[str]) -> int:
             "npm_cache": "shared and warm for both sides (left as it is; warm-up runs first)",
             "runs": args.runs,
             "tend": {"command": tend_argv, "wall_ms": stats(tend_ms),
+                     "npm_inside_ms": stats(inside_ms),
+                     "outside_npm_ms": stats([t - i for t, i in zip(tend_ms, inside_ms)]),
                      "warmup_ms": tend_warm_ms, "staged": staged,
                      "release_files": release_files, "packages": tend_packages,
                      "warmup_stderr": tend_stderr.splitlines()[:20]},
@@ -364,6 +391,9 @@ def main(argv: list[str]) -> int:
           + (" / npm direct" if direct_argv else "") + "; median wall time")
     print()
     print(f"tend stage    {fmt(tend_ms)}   warm-up {tend_warm_ms:.0f} ms")
+    print(f"  npm inside  {fmt(inside_ms)}   (the `npm install` tend runs in the release folder)")
+    print(f"  tend's own  {fmt([t - i for t, i in zip(tend_ms, inside_ms)])}   "
+          f"(download, verify, extract, digest, release.json, rename, report)")
     print(f"npm install   {fmt(npm_ms)}   warm-up {npm_warm_ms:.0f} ms"
           + (f"   (npm {version})" if version else ""))
     if direct_argv is not None:
