@@ -93,6 +93,9 @@ pub struct Child {
     stdout_closed: bool,
     stderr: Arc<Mutex<Tail>>,
     exit: Option<ExitStatus>,
+    /// Readable once the process has exited, so waiting for the exit wakes up when it happens
+    /// rather than at the next poll (Linux 5.3 and later; `None` elsewhere).
+    exited: Option<std::os::fd::OwnedFd>,
     /// When it was spawned.
     pub started: Instant,
 }
@@ -155,7 +158,8 @@ impl Child {
             }
             None => None,
         };
-        Ok(Child { child, pid, stdin, output, stdout_closed: false, stderr: tail, exit: None, started })
+        let exited = exit_notifier(pid);
+        Ok(Child { child, pid, stdin, output, stdout_closed: false, stderr: tail, exit: None, exited, started })
     }
 
     pub fn pid(&self) -> u32 {
@@ -197,8 +201,13 @@ impl Child {
                 if now >= deadline {
                     break;
                 }
-                thread::sleep(pause.min(deadline - now));
-                pause = (pause * 2).min(Duration::from_millis(20));
+                match &self.exited {
+                    Some(fd) => wait_readable(fd, deadline - now),
+                    None => {
+                        thread::sleep(pause.min(deadline - now));
+                        pause = (pause * 2).min(Duration::from_millis(20));
+                    }
+                }
             }
         }
         self.exit
@@ -237,7 +246,8 @@ impl Child {
         // The leader is gone; anything left in its group is a straggler (a grandchild holding
         // stdout, say). It gets the same treatment.
         let mut stragglers = reap_group(self.pid);
-        if group_alive(self.pid) {
+        let straggling = group_alive(self.pid);
+        if straggling {
             stragglers += 1;
             signal_group(self.pid, Signal::TERM);
             if !wait_group_gone(self.pid, grace) {
@@ -248,7 +258,7 @@ impl Child {
                 how = "term";
             }
         }
-        let group_gone = !group_alive(self.pid);
+        let group_gone = !straggling || !group_alive(self.pid);
         let status = self.exit.map_or_else(|| "still running".to_owned(), describe_exit);
         Stopped { how: how.to_owned(), status, stragglers, group_gone }
     }
@@ -342,7 +352,32 @@ fn reap_group(pgid: u32) -> usize {
 /// True while a live (non-zombie) process is in the group.
 fn group_alive(pgid: u32) -> bool {
     reap_group(pgid);
+    // No process at all in the group (the usual end) takes one syscall to learn; only a group
+    // with members needs the scan of /proc that tells the live ones from zombies.
+    let Some(group) = pid_of(pgid) else { return false };
+    if rustix::process::test_kill_process_group(group) == Err(rustix::io::Errno::SRCH) {
+        return false;
+    }
     crate::proc::sample::group_members(pgid).iter().any(|m| m.state != 'Z')
+}
+
+/// A descriptor that becomes readable when `pid` exits, where the OS has one.
+#[cfg(target_os = "linux")]
+fn exit_notifier(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    rustix::process::pidfd_open(pid_of(pid)?, rustix::process::PidfdFlags::empty()).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exit_notifier(_pid: u32) -> Option<std::os::fd::OwnedFd> {
+    None
+}
+
+/// Waits until `fd` is readable or `wait` has passed (an interrupted wait just returns early:
+/// the caller checks and waits again).
+fn wait_readable(fd: &std::os::fd::OwnedFd, wait: Duration) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let timeout = Timespec::try_from(wait).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+    let _ = rustix::event::poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&timeout));
 }
 
 fn wait_group_gone(pgid: u32, wait: Duration) -> bool {
