@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, Once};
 use std::thread;
@@ -101,15 +102,21 @@ pub struct Child {
 }
 
 static SUBREAPER: Once = Once::new();
+static IS_SUBREAPER: AtomicBool = AtomicBool::new(false);
 
 /// Makes this process a child subreaper (once): orphaned descendants of the servers it starts
 /// are reparented to it, so it can reap them.
 pub fn become_subreaper() {
-    SUBREAPER.call_once(|| {
-        if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-            tracing::debug!("could not become a child subreaper: {e}");
-        }
+    SUBREAPER.call_once(|| match rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        Ok(()) => IS_SUBREAPER.store(true, Ordering::Relaxed),
+        Err(e) => tracing::debug!("could not become a child subreaper: {e}"),
     });
+}
+
+/// Whether this process is a child subreaper: then every process its servers start stays
+/// among its descendants, orphans included.
+pub fn is_subreaper() -> bool {
+    IS_SUBREAPER.load(Ordering::Relaxed)
 }
 
 impl Child {

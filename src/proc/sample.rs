@@ -89,17 +89,67 @@ fn parse_stat(pid: u32, text: &str) -> Option<(Member, u32)> {
 }
 
 /// Every process whose process group is `pgid`.
+///
+/// The groups tend samples are those of the servers it started, and as a child subreaper it
+/// keeps every process they start among its own descendants, so it looks there first: a walk
+/// down the `children` lists from itself reads a few files where a scan of `/proc` reads one
+/// for every process of the host. A group with no member among them (one tend did not start,
+/// or a kernel without `children` lists) is found by the scan.
 pub fn group_members(pgid: u32) -> Vec<Member> {
+    if crate::proc::child::is_subreaper() {
+        if let Some(descendants) = descendants() {
+            let members: Vec<Member> =
+                descendants.into_iter().filter(|(_, group)| *group == pgid).map(|(m, _)| m).collect();
+            if !members.is_empty() {
+                return members;
+            }
+        }
+    }
+    scan_group(pgid)
+}
+
+/// Every process whose process group is `pgid`, from a read of every process's `stat`.
+fn scan_group(pgid: u32) -> Vec<Member> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (member, group) = parse_stat(pid, &text)?;
+            let (member, group) = read_stat(pid)?;
             (group == pgid).then_some(member)
         })
         .collect()
+}
+
+fn read_stat(pid: u32) -> Option<(Member, u32)> {
+    parse_stat(pid, &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// This process's descendants and their process groups, from each thread's `children` list
+/// (`None` where the kernel has none). A process that goes while the walk reads is left out.
+fn descendants() -> Option<Vec<(Member, u32)>> {
+    let mut found = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut parents = vec![std::process::id()];
+    while let Some(parent) = parents.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else { continue };
+        for task in tasks.flatten() {
+            let children = match std::fs::read_to_string(task.path().join("children")) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent == std::process::id() => return None,
+                Err(_) => continue,
+            };
+            for child in children.split_ascii_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+                if seen.insert(child) {
+                    if let Some(member) = read_stat(child) {
+                        found.push(member);
+                        parents.push(child);
+                    }
+                }
+            }
+        }
+    }
+    Some(found)
 }
 
 /// Sums the group's live members now.
@@ -148,6 +198,48 @@ mod tests {
                     1000 123456789 2048 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
         let (m, pgrp) = parse_stat(4242, text).expect("parses");
         assert_eq!((m.ppid, pgrp, m.state, m.threads, m.rss_pages, m.cpu_ticks), (1, 4242, 'S', 11, 2048, 300));
+    }
+
+    #[test]
+    fn the_walk_from_tend_finds_the_group_the_scan_finds_orphans_included() {
+        use std::os::unix::process::CommandExt;
+        crate::proc::child::become_subreaper();
+        // A shell with a child, whose orphaned grandchild outlives it: reparented to us.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'sleep 30 & exit 0'; sleep 30"])
+            .process_group(0)
+            .spawn()
+            .expect("sh runs");
+        let pgid = shell.id();
+        let pids = |members: Vec<Member>| {
+            let mut pids: Vec<u32> = members.into_iter().filter(|m| m.state != 'Z').map(|m| m.pid).collect();
+            pids.sort_unstable();
+            pids
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids(scan_group(pgid)).len() != 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let scanned = pids(scan_group(pgid));
+        let walked = pids(
+            descendants()
+                .expect("this kernel has children lists")
+                .into_iter()
+                .filter(|(_, g)| *g == pgid)
+                .map(|(m, _)| m)
+                .collect(),
+        );
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_raw(pgid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+        let _ = shell.wait();
+        while let Ok(Some(_)) = rustix::process::waitpgid(
+            rustix::process::Pid::from_raw(pgid as i32).unwrap(),
+            rustix::process::WaitOptions::empty(),
+        ) {}
+        assert_eq!(scanned.len(), 3, "sh and two sleeps: {scanned:?}");
+        assert_eq!(walked, scanned);
     }
 
     #[test]
