@@ -58,12 +58,15 @@ and the node server it reaps, i.e. node's), printed next to that ru_maxrss.
 
 With --knobs, N more rounds of `tend run` on playbooks calling health() with per-call
 options, each variant against the same site, interleaved: the default call, then
-idle_window "0ms", pings 0, burst 0, shutdown_grace "0ms" (TERM at once instead of
-waiting up to 200 ms for the server to leave on its own after its stdin closes), and all
-of them together.  The difference of each median from the default's is what that knob
-costs.  A variant's run is timed whether its health run passed or not (with idle_window
-"0ms" the idle CPU figure is taken over almost no time and can read far over the limit);
-the table says how many passed and what the failures said.
+idle_window "0ms" (it only shortens the window of rest that measures CPU at rest when the
+bound over the pings is over the limit, so it mostly changes nothing), pings 0 (no pings:
+no bound, so CPU at rest is measured over idle_window, which costs rather than saves),
+burst 0, shutdown_grace "0ms" (TERM at once instead of waiting up to 200 ms for the server
+to leave on its own after its stdin closes), and all of them together.  The difference of
+each median from the default's is what that knob costs.  A variant's run is timed whether
+its health run passed or not (with pings 0 and idle_window "0ms" together the CPU figure is
+taken over almost no time and can read far over the limit); the table says how many passed
+and what the failures said.
 
 Targets (PASS/FAIL): tend median / floor median <= 1.15, and inspector median / tend median
 >= 2.  Missing a target still exits 0 - it is a benchmark, not a test.  It exits non-zero

@@ -1,10 +1,11 @@
 //! The health engine: start a server, speak MCP to it, measure it, and judge it.
 //!
 //! A probe runs in phases, each bounded by its own timeout from `[probe]`: spawn, `initialize`,
-//! `notifications/initialized`, the listings the server declares (every page), an idle window
-//! (memory, threads, fds and CPU at rest), N pings, a burst of concurrent requests (memory and
-//! CPU under load), the site's smoke tool calls, and shutdown (close stdin, TERM to the group,
-//! grace, KILL). A phase that times out or loses the server ends the probe; the suites then
+//! `notifications/initialized`, the listings the server declares (every page) sent together
+//! with a burst of concurrent requests (memory and CPU under load), N pings, the group at rest
+//! (memory, threads and fds; CPU over the pings when that upper bound is within the limit, else
+//! over an idle window), the site's smoke tool calls, and shutdown (close stdin, TERM to the
+//! group, grace, KILL). A phase that times out or loses the server ends the probe; the suites then
 //! judge what was observed:
 //!
 //! - **health**: the handshake, listings, pings and smoke calls succeeded, stdout carried only
@@ -274,6 +275,30 @@ fn resolve(site: &Site, name: &str, release: Option<&str>) -> Result<Target> {
     Ok(Target { target: "entry", version, release_dir: None, launch: Some(launch), url: None, headers: vec![] })
 }
 
+/// How long tend rests after the pings, at most [`REST_STEPS`] times, before it measures CPU at
+/// rest over a window of its own.
+const REST_STEP: Duration = Duration::from_millis(2);
+const REST_STEPS: usize = 3;
+
+/// The group at rest: a sample, and its CPU use over the window that measured it.
+#[derive(Debug)]
+struct Idle {
+    sample: Sample,
+    cpu: f64,
+    window: CpuWindow,
+}
+
+/// What the idle CPU figure was measured over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CpuWindow {
+    /// From the end of the burst over the pings, one after another, and at most a few
+    /// milliseconds of rest: the server's rest plus the work of answering them, so an upper
+    /// bound of its CPU at rest. Used when it is within the limit.
+    Pings,
+    /// `idle_window` with no request in flight (no pings, or their figure was over the limit).
+    Rest,
+}
+
 /// Everything a probe observed, before judgement.
 #[derive(Debug, Default)]
 struct Observation {
@@ -283,7 +308,7 @@ struct Observation {
     init: Option<Initialized>,
     unsupported_version: bool,
     listings: BTreeMap<&'static str, std::result::Result<Vec<Value>, McpError>>,
-    idle: Option<(Sample, f64)>,
+    idle: Option<Idle>,
     pings: Vec<(std::result::Result<Value, McpError>, Duration)>,
     load: Option<(Sample, f64)>,
     burst_errors: Vec<String>,
@@ -381,7 +406,9 @@ fn observe(target: &Target, options: &Options) -> Observation {
     converse(&mut client, Some(pgid), options, &mut obs, spawned);
     obs.violations.append(&mut client.violations);
     let child = &mut client.transport.child;
+    let stopping = Instant::now();
     obs.stopped = Some(child.stop(options.probe.shutdown_grace.as_duration()));
+    tracing::debug!("probe: the server's group was gone {:?} after tend began to stop it", stopping.elapsed());
     obs.stderr = child.stderr_tail(4096);
     obs
 }
@@ -426,33 +453,53 @@ fn converse<T: Transport + Exits>(
         return;
     }
 
-    // listings the server declares
-    for (capability, method, key) in [
+    // The listings the server declares and the burst go out together: the listings' round
+    // trips overlap, and the burst loads the server while it answers them. The group is
+    // sampled once everything is sent (while the server works) and once it is all answered.
+    let declared: Vec<(&'static str, &'static str, &'static str)> = [
         ("tools", "tools/list", "tools"),
         ("resources", "resources/list", "resources"),
         ("prompts", "prompts/list", "prompts"),
-    ] {
-        if capabilities.get(capability).is_none() {
-            continue;
-        }
-        let listed = client.list_all(method, key, request_timeout);
+    ]
+    .into_iter()
+    .filter(|(capability, _, _)| capabilities.get(capability).is_some())
+    .collect();
+    let methods: Vec<(&str, &str)> = declared.iter().map(|&(_, method, key)| (method, key)).collect();
+    let (method, params) =
+        if capabilities.get("tools").is_some() { ("tools/list", json!({})) } else { ("ping", Value::Null) };
+    let calls: Vec<(String, Value)> = (0..probe.burst.0).map(|_| (method.to_owned(), params.clone())).collect();
+    let burst = client.send_all(&calls, request_timeout);
+    let loaded = pgid.filter(|_| !calls.is_empty()).map(sample_group);
+    let listed = client.list_all(&methods, request_timeout);
+    let answers = client.collect(burst);
+    let settled = pgid.map(sample_group);
+    if let (Some(before), Some(after)) = (loaded, &settled) {
+        let cpu = after.cpu_percent_since(&before);
+        obs.load = Some((if after.rss_bytes >= before.rss_bytes { after.clone() } else { before }, cpu));
+    }
+    let mut lost_server = false;
+    for ((capability, _, _), listed) in declared.into_iter().zip(listed) {
         let fatal = matches!(&listed, Err(McpError::Closed { .. } | McpError::Timeout { .. }));
-        if let (true, Err(e)) = (fatal, &listed) {
+        if let (true, false, Err(e)) = (fatal, lost_server, &listed) {
             obs.fatal = Some(("health", lost(client, e)));
         }
+        lost_server |= fatal;
         obs.listings.insert(capability, listed);
-        if fatal {
-            return;
+    }
+    for answer in answers {
+        match answer.result {
+            Err(e @ (McpError::Closed { .. } | McpError::Timeout { .. })) => {
+                if !lost_server {
+                    obs.fatal = Some(("health", lost(client, &e)));
+                }
+                lost_server = true;
+            }
+            Err(e) => obs.burst_errors.push(e.to_string()),
+            Ok(_) => {}
         }
     }
-
-    // idle: memory, threads, fds, and CPU over a window of rest
-    if let Some(pgid) = pgid {
-        let before = sample_group(pgid);
-        std::thread::sleep(probe.idle_window.as_duration());
-        let after = sample_group(pgid);
-        let cpu = after.cpu_percent_since(&before);
-        obs.idle = Some((after, cpu));
+    if lost_server {
+        return;
     }
 
     // pings, one after another
@@ -470,28 +517,41 @@ fn converse<T: Transport + Exits>(
         }
     }
 
-    // a burst of concurrent requests
-    if probe.burst.0 > 0 {
-        let (method, params) =
-            if capabilities.get("tools").is_some() { ("tools/list", json!({})) } else { ("ping", Value::Null) };
-        let calls: Vec<(String, Value)> = (0..probe.burst.0).map(|_| (method.to_owned(), params.clone())).collect();
-        let before = pgid.map(sample_group);
-        let answers = client.burst(&calls, request_timeout);
-        if let (Some(pgid), Some(before)) = (pgid, before) {
-            let after = sample_group(pgid);
-            let cpu = after.cpu_percent_since(&before);
-            obs.load = Some((if after.rss_bytes >= before.rss_bytes { after } else { before }, cpu));
-        }
-        for answer in answers {
-            if let Err(e) = answer.result {
-                let fatal = matches!(e, McpError::Closed { .. } | McpError::Timeout { .. });
-                obs.burst_errors.push(e.to_string());
-                if fatal {
-                    obs.fatal = Some(("health", lost(client, &e)));
-                    return;
-                }
+    // At rest: memory, threads and fds once the pings are answered. CPU over the pings bounds
+    // the CPU at rest from above (the group rested but for answering them), so when that bound
+    // is within the limit it is the figure; a thread still running as the pings end (a
+    // compiler thread finishing, say) may have used CPU its figure does not show yet, so the
+    // bound allows for it, and a few milliseconds more of rest may bring it within the limit.
+    // Otherwise (or with no pings) `idle_window` of rest after the pings measures it.
+    if let (Some(pgid), Some(settled)) = (pgid, settled) {
+        let limit = options.thresholds.cpu_percent.0 as f64;
+        let rested_from = sample_group(pgid);
+        let mut end = rested_from.clone();
+        let mut bound = if obs.pings.is_empty() { f64::INFINITY } else { end.cpu_percent_at_most_since(&settled) };
+        for _ in 0..REST_STEPS {
+            if bound <= limit || obs.pings.is_empty() {
+                break;
             }
+            std::thread::sleep(REST_STEP);
+            end = sample_group(pgid);
+            bound = end.cpu_percent_at_most_since(&settled);
         }
+        tracing::debug!(
+            "probe: CPU over the pings at most {bound:.1}% (measured {:.1}%, {} threads running, over {:?})",
+            end.cpu_percent_since(&settled),
+            end.running,
+            end.at - settled.at
+        );
+        obs.idle = Some(if bound <= limit {
+            Idle { sample: end, cpu: bound, window: CpuWindow::Pings }
+        } else {
+            std::thread::sleep(
+                (rested_from.at + probe.idle_window.as_duration()).saturating_duration_since(Instant::now()),
+            );
+            let rested = sample_group(pgid);
+            let cpu = rested.cpu_percent_since(&rested_from);
+            Idle { sample: rested, cpu, window: CpuWindow::Rest }
+        });
     }
 
     // the site's smoke tool calls
@@ -657,7 +717,7 @@ fn judge(
 
     // resource
     let r = &mut suites.resource;
-    if let Some((idle, cpu)) = &obs.idle {
+    if let Some(Idle { sample: idle, cpu, window }) = &obs.idle {
         metrics.rss_mb = Some(round2(idle.rss_mb()));
         metrics.cpu_percent = Some(round2(*cpu));
         metrics.threads = Some(idle.threads);
@@ -666,6 +726,7 @@ fn judge(
         r.figure("processes", idle.processes as u64);
         r.limit("rss_mb", idle.rss_mb(), t.memory_mb.0, "MB");
         r.limit("cpu_percent", *cpu, t.cpu_percent.0, "%");
+        r.figure("cpu_window", if *window == CpuWindow::Pings { "pings" } else { "idle_window" });
         r.limit("threads", idle.threads as f64, t.threads.0, "");
         r.limit("fds", idle.fds as f64, t.fds.0, "");
     }

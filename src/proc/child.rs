@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, Once};
 use std::thread;
@@ -93,20 +94,29 @@ pub struct Child {
     stdout_closed: bool,
     stderr: Arc<Mutex<Tail>>,
     exit: Option<ExitStatus>,
+    /// Readable once the process has exited, so waiting for the exit wakes up when it happens
+    /// rather than at the next poll (Linux 5.3 and later; `None` elsewhere).
+    exited: Option<std::os::fd::OwnedFd>,
     /// When it was spawned.
     pub started: Instant,
 }
 
 static SUBREAPER: Once = Once::new();
+static IS_SUBREAPER: AtomicBool = AtomicBool::new(false);
 
 /// Makes this process a child subreaper (once): orphaned descendants of the servers it starts
 /// are reparented to it, so it can reap them.
 pub fn become_subreaper() {
-    SUBREAPER.call_once(|| {
-        if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-            tracing::debug!("could not become a child subreaper: {e}");
-        }
+    SUBREAPER.call_once(|| match rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        Ok(()) => IS_SUBREAPER.store(true, Ordering::Relaxed),
+        Err(e) => tracing::debug!("could not become a child subreaper: {e}"),
     });
+}
+
+/// Whether this process is a child subreaper: then every process its servers start stays
+/// among its descendants, orphans included.
+pub fn is_subreaper() -> bool {
+    IS_SUBREAPER.load(Ordering::Relaxed)
 }
 
 impl Child {
@@ -155,7 +165,8 @@ impl Child {
             }
             None => None,
         };
-        Ok(Child { child, pid, stdin, output, stdout_closed: false, stderr: tail, exit: None, started })
+        let exited = exit_notifier(pid);
+        Ok(Child { child, pid, stdin, output, stdout_closed: false, stderr: tail, exit: None, exited, started })
     }
 
     pub fn pid(&self) -> u32 {
@@ -197,8 +208,13 @@ impl Child {
                 if now >= deadline {
                     break;
                 }
-                thread::sleep(pause.min(deadline - now));
-                pause = (pause * 2).min(Duration::from_millis(20));
+                match &self.exited {
+                    Some(fd) => wait_readable(fd, deadline - now),
+                    None => {
+                        thread::sleep(pause.min(deadline - now));
+                        pause = (pause * 2).min(Duration::from_millis(20));
+                    }
+                }
             }
         }
         self.exit
@@ -237,7 +253,8 @@ impl Child {
         // The leader is gone; anything left in its group is a straggler (a grandchild holding
         // stdout, say). It gets the same treatment.
         let mut stragglers = reap_group(self.pid);
-        if group_alive(self.pid) {
+        let straggling = group_alive(self.pid);
+        if straggling {
             stragglers += 1;
             signal_group(self.pid, Signal::TERM);
             if !wait_group_gone(self.pid, grace) {
@@ -248,7 +265,7 @@ impl Child {
                 how = "term";
             }
         }
-        let group_gone = !group_alive(self.pid);
+        let group_gone = !straggling || !group_alive(self.pid);
         let status = self.exit.map_or_else(|| "still running".to_owned(), describe_exit);
         Stopped { how: how.to_owned(), status, stragglers, group_gone }
     }
@@ -342,7 +359,32 @@ fn reap_group(pgid: u32) -> usize {
 /// True while a live (non-zombie) process is in the group.
 fn group_alive(pgid: u32) -> bool {
     reap_group(pgid);
+    // No process at all in the group (the usual end) takes one syscall to learn; only a group
+    // with members needs the scan of /proc that tells the live ones from zombies.
+    let Some(group) = pid_of(pgid) else { return false };
+    if rustix::process::test_kill_process_group(group) == Err(rustix::io::Errno::SRCH) {
+        return false;
+    }
     crate::proc::sample::group_members(pgid).iter().any(|m| m.state != 'Z')
+}
+
+/// A descriptor that becomes readable when `pid` exits, where the OS has one.
+#[cfg(target_os = "linux")]
+fn exit_notifier(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    rustix::process::pidfd_open(pid_of(pid)?, rustix::process::PidfdFlags::empty()).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exit_notifier(_pid: u32) -> Option<std::os::fd::OwnedFd> {
+    None
+}
+
+/// Waits until `fd` is readable or `wait` has passed (an interrupted wait just returns early:
+/// the caller checks and waits again).
+fn wait_readable(fd: &std::os::fd::OwnedFd, wait: Duration) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let timeout = Timespec::try_from(wait).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+    let _ = rustix::event::poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&timeout));
 }
 
 fn wait_group_gone(pgid: u32, wait: Duration) -> bool {

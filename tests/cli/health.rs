@@ -185,6 +185,31 @@ fn a_server_holding_600_mb_fails_the_resource_suite() {
 }
 
 #[test]
+fn a_server_that_burns_cpu_at_rest_fails_the_resource_suite() {
+    // Its two spinning workers put the bound over the pings past the limit, so a window of
+    // rest measures it, and that is over the limit too.
+    let (report, _) = probe("busy-idle", "[thresholds]\ncpu_percent = 25\n", 1);
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report:#}");
+    let error = errors[0].as_str().unwrap();
+    assert!(error.starts_with("resource: cpu_percent ") && error.ends_with(" % is over the limit of 25 %"), "{error}");
+    assert_eq!(report["suites"]["resource"]["figures"]["cpu_window"], "idle_window", "{report:#}");
+    assert_group_gone(&report);
+
+    // A quiet server whose pings alone take more than the limit is measured at rest too
+    // (whether 1% holds at rest is up to the machine, so only the window is asserted).
+    let test = Test::new()
+        .site("[thresholds]\ncpu_percent = 1\n")
+        .file(".mcp.json", &mcp_json(&[("srv", fixture_entry("good", &[]))]));
+    test.write_site();
+    let out = Command::new(TEND).args(["--json", "test", "srv"]).current_dir(test.path()).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    assert_eq!(report["suites"]["resource"]["figures"]["cpu_window"], "idle_window", "{report:#}");
+    assert!(report["metrics"]["cpu_percent"].is_number());
+    assert_group_gone(&report);
+}
+
+#[test]
 fn a_grandchild_holding_stdout_and_ignoring_term_is_killed_with_its_group() {
     let (report, _) = probe("grandchild", FAST, 1);
     assert_eq!(report["errors"], json!(["health: no answer to `tools/list` within 1s"]));
