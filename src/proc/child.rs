@@ -42,6 +42,9 @@ impl Launch {
 pub const MAX_LINE: usize = 16 << 20;
 /// How much of stderr is kept: its last bytes.
 pub const STDERR_KEEP: usize = 64 << 10;
+/// How long a dead member of a server's group that is tend's child may take to become
+/// reapable before tend stops waiting for it.
+pub const ZOMBIE_SETTLE: Duration = Duration::from_millis(500);
 /// How long `stop` waits for the server to exit by itself once its stdin is closed.
 pub const STDIN_CLOSE_WAIT: Duration = Duration::from_millis(200);
 
@@ -200,9 +203,13 @@ impl Child {
             let deadline = Instant::now() + wait;
             let mut pause = Duration::from_millis(1);
             loop {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    self.exit = Some(status);
-                    break;
+                match self.child.try_wait() {
+                    Ok(Some(status)) => {
+                        self.exit = Some(status);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(_) => break, // reaped elsewhere: there is no status to wait for
                 }
                 let now = Instant::now();
                 if now >= deadline {
@@ -356,16 +363,30 @@ fn reap_group(pgid: u32) -> usize {
     reaped
 }
 
-/// True while a live (non-zombie) process is in the group.
+/// True while a live (non-zombie) process is in the group. Dead members that are this
+/// process's children are reaped on the way, waiting up to [`ZOMBIE_SETTLE`] for those that
+/// cannot be reaped yet (a process is only reapable once its last thread has gone, so a node
+/// grandchild killed with the server stays a zombie for a few milliseconds).
 fn group_alive(pgid: u32) -> bool {
-    reap_group(pgid);
-    // No process at all in the group (the usual end) takes one syscall to learn; only a group
-    // with members needs the scan of /proc that tells the live ones from zombies.
     let Some(group) = pid_of(pgid) else { return false };
-    if rustix::process::test_kill_process_group(group) == Err(rustix::io::Errno::SRCH) {
-        return false;
+    let deadline = Instant::now() + ZOMBIE_SETTLE;
+    loop {
+        reap_group(pgid);
+        // No process at all in the group (the usual end) takes one syscall to learn; only a
+        // group with members needs the look at /proc that tells the live ones from zombies.
+        if rustix::process::test_kill_process_group(group) == Err(rustix::io::Errno::SRCH) {
+            return false;
+        }
+        let members = crate::proc::sample::group_members(pgid);
+        if members.iter().any(|m| m.state != 'Z') {
+            return true;
+        }
+        let ours = members.iter().any(|m| m.ppid == std::process::id());
+        if !ours || Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(1));
     }
-    crate::proc::sample::group_members(pgid).iter().any(|m| m.state != 'Z')
 }
 
 /// A descriptor that becomes readable when `pid` exits, where the OS has one.
@@ -380,11 +401,15 @@ fn exit_notifier(_pid: u32) -> Option<std::os::fd::OwnedFd> {
 }
 
 /// Waits until `fd` is readable or `wait` has passed (an interrupted wait just returns early:
-/// the caller checks and waits again).
+/// the caller checks and waits again; a poll that fails otherwise sleeps a millisecond, so
+/// the caller's loop cannot spin).
 fn wait_readable(fd: &std::os::fd::OwnedFd, wait: Duration) {
     use rustix::event::{PollFd, PollFlags, Timespec};
     let timeout = Timespec::try_from(wait).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
-    let _ = rustix::event::poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&timeout));
+    match rustix::event::poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        Err(_) => thread::sleep(wait.min(Duration::from_millis(1))),
+    }
 }
 
 fn wait_group_gone(pgid: u32, wait: Duration) -> bool {
