@@ -323,6 +323,10 @@ struct Observation {
 pub fn health(call: &mut Call<'_>, name: &str, overrides: Option<&Value>) -> Result<HealthReport> {
     let options = Options::new(call.site, name, overrides)?;
     let target = resolve(call.site, name, options.release.as_deref())?;
+    if target.release_dir.is_some() {
+        // compatibility checks the release's engines.node: ask Node while the server starts.
+        super::stage::prefetch_node_version();
+    }
     let started = Instant::now();
     let observed = observe(&target, &options);
     let layout = Layout::new(&call.site.root);
