@@ -450,3 +450,28 @@ fn the_shipped_playbooks_run_in_dry_run_against_the_demo_site_and_change_nothing
 
     assert_eq!(demo.state(), before, "a dry run changed the demo site");
 }
+
+#[test]
+fn a_server_that_cannot_be_adopted_fails_alone_and_changes_nothing() {
+    let site = e2e();
+    let mcp = json!({ "mcpServers": {
+        "ghost": { "command": "npx", "args": ["-y", "tend-e2e-good@9.9.9"] },
+        "good": { "command": "npx", "args": ["-y", "tend-e2e-good@1.0.0"] },
+    }});
+    std::fs::write(site.path().join(".mcp.json"), serde_json::to_string_pretty(&mcp).unwrap()).unwrap();
+    let out = site.tend(&["--json", "run", &playbook("update.rhai"), "--var", "adopt=true", "--var", "prune=false"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ghost = &report["result"]["servers"][0];
+    assert_eq!(ghost["outcome"], "failed", "{ghost}");
+    let reason = ghost["reason"].as_str().unwrap();
+    assert!(reason.starts_with("adopt: tend-e2e-good@9.9.9: no such version"), "{reason}");
+    assert_eq!(report["result"]["servers"][1]["outcome"], "updated");
+    assert_eq!(
+        report["error"]["message"].as_str().unwrap(),
+        format!("update: 1 server(s) failed or were rolled back: ghost: failed ({reason})")
+    );
+    assert!(!site.root().join("servers/ghost").exists());
+    assert_eq!(site.messages()[0]["event"], "failure");
+    assert_eq!(site.messages()[0]["server"], "ghost");
+}
