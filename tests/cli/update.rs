@@ -286,7 +286,18 @@ fn update_skips_unmanaged_servers_unless_asked_to_adopt_and_stops_after_max_fail
 
     // adopt=true and max_failures=1: sick fails first (order of the config: good, sick,
     // flaky), so flaky is skipped and stays on its adopted release.
-    let out = site.tend(&["--json", "run", &playbook("update.rhai"), "--var", "adopt=true", "--var", "max_failures=1"]);
+    // baseline=true: each candidate is also compared against the live release.
+    let out = site.tend(&[
+        "--json",
+        "run",
+        &playbook("update.rhai"),
+        "--var",
+        "adopt=true",
+        "--var",
+        "max_failures=1",
+        "--var",
+        "baseline=true",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let outcomes: Vec<(&str, &str)> = report["result"]["servers"]
@@ -297,6 +308,7 @@ fn update_skips_unmanaged_servers_unless_asked_to_adopt_and_stops_after_max_fail
         .collect();
     assert_eq!(outcomes, vec![("good", "updated"), ("sick", "failed"), ("flaky", "skipped")]);
     assert_eq!(report["result"]["servers"][2]["reason"], "stopped after 1 failures (max_failures = 1)");
+    assert_eq!(report["result"]["servers"][0]["steps"]["baseline"], json!({ "passed": true, "findings": [] }));
     assert!(!site.root().join("servers/flaky").exists(), "flaky was neither adopted nor updated");
 }
 
