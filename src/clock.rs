@@ -13,6 +13,11 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
+/// An RFC 3339 time as tend and registries write them; `None` when it does not parse.
+pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
 /// `20261124T193012Z`: sortable, safe in file names.
 pub fn stamp(t: OffsetDateTime) -> String {
     format!(

@@ -140,10 +140,7 @@ pub fn decide(
         if cooldown.is_zero() {
             return None;
         }
-        let published = packument
-            .time
-            .get(text)
-            .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
+        let published = packument.time.get(text).and_then(|s| crate::clock::parse_rfc3339(s));
         let Some(published) = published else {
             return Some(format!("{text} has no publish time, so its age is unknown; held"));
         };

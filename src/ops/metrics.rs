@@ -300,8 +300,7 @@ fn seconds(ms: f64) -> f64 {
 
 /// Unix seconds of an RFC 3339 time, to the millisecond tend writes; 0 when it does not parse.
 fn unix_seconds(text: &str) -> f64 {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_or(0.0, |t| t.unix_timestamp() as f64 + f64::from(t.millisecond()) / 1000.0)
+    crate::clock::parse_rfc3339(text).map_or(0.0, |t| t.unix_timestamp() as f64 + f64::from(t.millisecond()) / 1000.0)
 }
 
 /// The samples of the families, keyed by metric name, then by label values (in the order of

@@ -340,7 +340,7 @@ fn release_installed_at(dir: &Path, version: &str) -> Option<OffsetDateTime> {
     if manifest.get("version")?.as_str()? != version {
         return None;
     }
-    OffsetDateTime::parse(manifest.get("installed_at")?.as_str()?, &time::format_description::well_known::Rfc3339).ok()
+    crate::clock::parse_rfc3339(manifest.get("installed_at")?.as_str()?)
 }
 
 /// `releases/<version>` -> `<version>` for the `current` / `previous` links.

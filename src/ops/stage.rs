@@ -300,10 +300,11 @@ pub(crate) fn unmet_node_engine(manifest: &Value) -> Result<Option<String>> {
     Ok((!ok).then(|| format!("needs node {range}; this host has {node}")))
 }
 
-/// The installed Node's version, asked once per process (`node --version` costs a Node
-/// start-up, some 40 ms).
+/// The installed Node's version, once asked (`node --version` costs a Node start-up, some
+/// 40 ms, so it is asked once per process).
+static NODE: std::sync::OnceLock<std::result::Result<nodejs_semver::Version, String>> = std::sync::OnceLock::new();
+
 fn node_version() -> Result<nodejs_semver::Version> {
-    static NODE: std::sync::OnceLock<std::result::Result<nodejs_semver::Version, String>> = std::sync::OnceLock::new();
     NODE.get_or_init(|| {
         let out = Command::new("node").arg("--version").output().map_err(|e| format!("cannot run node: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -317,6 +318,9 @@ fn node_version() -> Result<nodejs_semver::Version> {
 /// Starts asking Node its version in the background, so that the answer is there when
 /// `engines.node` is checked (after the download, or after the server started).
 pub(crate) fn prefetch_node_version() {
+    if NODE.get().is_some() {
+        return;
+    }
     std::thread::spawn(|| {
         let _ = node_version();
     });

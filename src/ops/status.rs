@@ -204,7 +204,7 @@ fn newest_first(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// How long before `now` an RFC 3339 time was, in its largest whole unit: `3m ago`.
 fn ago(at: &str, now: OffsetDateTime) -> String {
-    let Ok(then) = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339) else {
+    let Some(then) = crate::clock::parse_rfc3339(at) else {
         return at.to_owned();
     };
     let secs = Duration::try_from(now - then).map_or(0, |d| d.as_secs());
