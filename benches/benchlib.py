@@ -355,3 +355,123 @@ def positive(s: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError("must be >= 1")
     return n
+
+
+# --------------------------------------------------------------------------
+# npm installs the way the test harness makes them, and a loopback Verdaccio
+
+
+def npm_install_once(folder: Path, dependencies: dict[str, str], overrides: dict[str, str],
+                     marks: list[str]) -> None:
+    """What tests/util/npm.rs install_once does: `npm install` of a private package.json in
+    `folder`, under the same lock file (so a test run and a benchmark do not race), unless
+    every path in `marks` (relative to `folder`) is already there."""
+    import fcntl
+    import json
+
+    def done() -> bool:
+        return all((folder / m).exists() for m in marks)
+
+    if done():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BenchError("npm not found on PATH")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".install.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done():
+            manifest = {
+                "name": f"tend-test-{folder.name}",
+                "private": True,
+                "description": "Installed by tend's test harness (tests/util/npm.rs); safe to delete.",
+                "dependencies": dependencies,
+                "overrides": overrides,
+            }
+            (folder / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            log(f"installing {', '.join(f'{k}@{v}' for k, v in dependencies.items())} into {folder}")
+            proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-update-notifier"],
+                                  cwd=folder, stdin=subprocess.DEVNULL, stdout=sys.stderr)
+            if proc.returncode != 0:
+                raise BenchError(f"npm install in {folder} failed (status {proc.returncode})")
+    missing = [m for m in marks if not (folder / m).exists()]
+    if missing:
+        raise BenchError(f"npm install in {folder} left no {', '.join(missing)}")
+
+
+VERDACCIO_VERSION = "5.33.0"  # tests/util/registry.rs pins the same (6.x needs Node 22)
+VERDACCIO_DIR = REPO / ".local" / "verdaccio"
+
+
+class Verdaccio:
+    """A Verdaccio on 127.0.0.1 whose only uplink is `upstream`: every package is proxied and
+    kept in its storage (a temp folder), so from the second request on it answers from loopback.
+
+    The install is the test harness's (<repo>/.local/verdaccio, made the same way if missing)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.url = ""
+        self._dir: tempfile.TemporaryDirectory | None = None
+        self._proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        import socket
+        import urllib.request
+
+        main = "node_modules/verdaccio/bin/verdaccio"
+        npm_install_once(VERDACCIO_DIR, {"verdaccio": VERDACCIO_VERSION}, {"node-fetch": "2.7.0"}, [main])
+        node = shutil.which("node")
+        if node is None:
+            raise BenchError("node not found on PATH")
+        self._dir = tempfile.TemporaryDirectory(prefix="tend-bench-verdaccio-")
+        d = Path(self._dir.name)
+        (d / "config.yaml").write_text(
+            f'storage: "{d}/storage"\n'
+            f'plugins: "{d}/plugins"\n'
+            "web:\n  enable: false\n"
+            f'auth:\n  htpasswd:\n    file: "{d}/htpasswd"\n'
+            f"uplinks:\n  upstream:\n    url: {self.upstream}\n    timeout: 60s\n    maxage: 60m\n"
+            "packages:\n"
+            '  "@*/*":\n    access: $all\n    proxy: upstream\n'
+            '  "**":\n    access: $all\n    proxy: upstream\n'
+            "server:\n  keepAliveTimeout: 5\n"
+            "log:\n  type: stdout\n  format: pretty\n  level: warn\n"
+        )
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/"
+        log_file = open(d / "verdaccio.log", "wb")
+        self._proc = subprocess.Popen(
+            [node, str(VERDACCIO_DIR / main), "--config", str(d / "config.yaml"),
+             "--listen", f"127.0.0.1:{port}"],
+            cwd=d, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, process_group=0,
+        )
+        log_file.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "-/ping", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                text = (d / "verdaccio.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                raise BenchError(f"verdaccio did not start on port {port}:\n{text}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, 15)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, 9)
+                self._proc.wait()
+        self._proc = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None

@@ -420,6 +420,18 @@ fn site_unknown_scope() {
         .run();
 }
 
+#[test]
+fn site_unknown_burst_method() {
+    Test::new()
+        .site("[servers.memory.probe]\nburst_method = \"tools/call\"\n")
+        .file("p.rhai", "1\n")
+        .args(&["run", "p.rhai"])
+        .status(2)
+        .stderr("error: {dir}/tend.toml:3:16: `servers.memory.probe.burst_method`: unknown variant `tools/call`, expected one of `ping`, `tools/list`, `resources/list`, `prompts/list`\n")
+        .unchanged()
+        .run();
+}
+
 // ---------------------------------------------------------------- tokens
 
 const SECRET: &str = "tend_0123456789abcdef0123456789abcdef";

@@ -311,6 +311,8 @@ struct Observation {
     idle: Option<Idle>,
     pings: Vec<(std::result::Result<Value, McpError>, Duration)>,
     load: Option<(Sample, f64)>,
+    /// How many requests the burst sent, and which.
+    burst: Option<(usize, &'static str)>,
     burst_errors: Vec<String>,
     smoke: Vec<(Smoke, std::result::Result<Value, McpError>)>,
     violations: Vec<String>,
@@ -469,9 +471,13 @@ fn converse<T: Transport + Exits>(
     .filter(|(capability, _, _)| capabilities.get(capability).is_some())
     .collect();
     let methods: Vec<(&str, &str)> = declared.iter().map(|&(_, method, key)| (method, key)).collect();
-    let (method, params) =
-        if capabilities.get("tools").is_some() { ("tools/list", json!({})) } else { ("ping", Value::Null) };
+    // A listing the server does not declare would only be answered with an error: ping then.
+    let (method, params) = match probe.burst_method.capability() {
+        Some(capability) if capabilities.get(capability).is_some() => (probe.burst_method.method(), json!({})),
+        _ => ("ping", Value::Null),
+    };
     let calls: Vec<(String, Value)> = (0..probe.burst.0).map(|_| (method.to_owned(), params.clone())).collect();
+    obs.burst = (!calls.is_empty()).then_some((calls.len(), method));
     let burst = client.send_all(&calls, request_timeout);
     let loaded = pgid.filter(|_| !calls.is_empty()).map(sample_group);
     let listed = client.list_all(&methods, request_timeout);
@@ -739,6 +745,10 @@ fn judge(
         metrics.load_cpu_percent = Some(round2(*cpu));
         r.figure("load_cpu_percent", round2(*cpu));
         r.limit("load_rss_mb", load.rss_mb(), t.load_memory_mb.0, "MB");
+        if let Some((count, method)) = obs.burst {
+            r.figure("burst", count as u64);
+            r.figure("burst_method", method);
+        }
     }
     let resource_skip = match (&target.url, &obs.idle) {
         (Some(_), _) => Some("the server runs elsewhere (url)"),

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{ClientConfig, ClientKind, NpxInvocation, PackageSpec, ServerEntry, infer_package, npx_invocation};
 pub use settings::{
-    Category, Count, Limits, LimitsLayer, Monitor, MonitorLayer, OnToolChange, Policy, PolicyLayer, Probe, ProbeLayer,
-    Retention, RetentionLayer, Thresholds, ThresholdsLayer, Update, UpdateLayer,
+    BurstMethod, Category, Count, Limits, LimitsLayer, Monitor, MonitorLayer, OnToolChange, Policy, PolicyLayer, Probe,
+    ProbeLayer, Retention, RetentionLayer, Thresholds, ThresholdsLayer, Update, UpdateLayer,
 };
 
 use crate::duration::HumanDuration;

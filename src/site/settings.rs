@@ -85,6 +85,44 @@ pub enum OnToolChange {
     Allow,
 }
 
+/// What the burst of the health probe sends: `ping`s (the default: the listings are in flight
+/// with them, so the server holds its heaviest read-only requests and the burst at once), or
+/// one of the listings again and again, a heavier load that costs some servers a few
+/// milliseconds a request (server-memory's `tools/list` builds the JSON schema of every tool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BurstMethod {
+    #[serde(rename = "ping")]
+    Ping,
+    #[serde(rename = "tools/list")]
+    ToolsList,
+    #[serde(rename = "resources/list")]
+    ResourcesList,
+    #[serde(rename = "prompts/list")]
+    PromptsList,
+}
+
+impl BurstMethod {
+    /// The JSON-RPC method.
+    pub fn method(self) -> &'static str {
+        match self {
+            BurstMethod::Ping => "ping",
+            BurstMethod::ToolsList => "tools/list",
+            BurstMethod::ResourcesList => "resources/list",
+            BurstMethod::PromptsList => "prompts/list",
+        }
+    }
+
+    /// The capability a server must declare for it (none for `ping`).
+    pub fn capability(self) -> Option<&'static str> {
+        match self {
+            BurstMethod::Ping => None,
+            BurstMethod::ToolsList => Some("tools"),
+            BurstMethod::ResourcesList => Some("resources"),
+            BurstMethod::PromptsList => Some("prompts"),
+        }
+    }
+}
+
 /// The things prune can clean, by category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,6 +186,7 @@ settings! {
         idle_window: HumanDuration = HumanDuration::from_millis(50),
         pings: Count = Count(10),
         burst: Count = Count(8),
+        burst_method: BurstMethod = BurstMethod::Ping,
     }
 }
 

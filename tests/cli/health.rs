@@ -284,9 +284,81 @@ fn playbooks_override_thresholds_per_call_and_bad_options_are_refused() {
         .file("probe.rhai", "health(\"srv\", #{colour: 1})\n")
         .args(&["run", "probe.rhai"])
         .status(1)
-        .stderr_contains("health: unknown option `colour`; known: release, on_tool_change, startup_ms, latency_p95_ms, memory_mb, cpu_percent, load_memory_mb, threads, fds, initialize_timeout, request_timeout, call_timeout, shutdown_grace, idle_window, pings, burst")
+        .stderr_contains("health: unknown option `colour`; known: release, on_tool_change, startup_ms, latency_p95_ms, memory_mb, cpu_percent, load_memory_mb, threads, fds, initialize_timeout, request_timeout, call_timeout, shutdown_grace, idle_window, pings, burst, burst_method")
         .unchanged_but_bookkeeping()
         .run();
+}
+
+/// The methods the fixture server was asked, counted: `(method, count)`, sorted.
+fn methods_asked(log: &std::path::Path) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for method in std::fs::read_to_string(log).expect("the fixture logged its methods").lines() {
+        *counts.entry(method.to_owned()).or_insert(0) += 1;
+    }
+    counts.into_iter().collect()
+}
+
+#[test]
+fn the_burst_sends_pings_unless_the_site_names_a_listing() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let entry = |log: &str| {
+        let mut entry = fixture_entry("good", &[]);
+        entry["env"] = json!({ "TEND_FIXTURE_METHOD_LOG": log_dir.path().join(log).display().to_string() });
+        entry
+    };
+    let owned = |pairs: &[(&str, usize)]| pairs.iter().map(|(m, n)| ((*m).to_owned(), *n)).collect::<Vec<_>>();
+    // The fixture pages tools/list two tools at a time (three tools: two pages); resources and
+    // prompts fit one page. 2 pings, and a burst of 3.
+    let probe = "[probe]\npings = 2\nburst = 3\n";
+
+    let done = Test::new()
+        .site(probe)
+        .file(".mcp.json", &mcp_json(&[("srv", entry("default.log"))]))
+        .args(&["--json", "test", "srv"])
+        .run();
+    let report: Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(report["suites"]["resource"]["figures"]["burst"], json!(3), "{report:#}");
+    assert_eq!(report["suites"]["resource"]["figures"]["burst_method"], json!("ping"));
+    assert_eq!(
+        methods_asked(&log_dir.path().join("default.log")),
+        owned(&[("initialize", 1), ("ping", 5), ("prompts/list", 1), ("resources/list", 1), ("tools/list", 2)])
+    );
+
+    let done = Test::new()
+        .site(&format!("{probe}burst_method = \"tools/list\"\n"))
+        .file(".mcp.json", &mcp_json(&[("srv", entry("tools.log"))]))
+        .args(&["--json", "test", "srv"])
+        .run();
+    let report: Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(report["suites"]["resource"]["figures"]["burst_method"], json!("tools/list"));
+    assert_eq!(
+        methods_asked(&log_dir.path().join("tools.log")),
+        owned(&[("initialize", 1), ("ping", 2), ("prompts/list", 1), ("resources/list", 1), ("tools/list", 5)])
+    );
+
+    // Per call, and a method that is not one of the four is refused before anything starts.
+    let done = Test::new()
+        .site(probe)
+        .file(".mcp.json", &mcp_json(&[("srv", entry("call.log"))]))
+        .file("probe.rhai", "health(\"srv\", #{burst_method: \"prompts/list\"}).suites.resource.figures.burst_method\n")
+        .args(&["--json", "run", "probe.rhai"])
+        .run();
+    let report: Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(report["result"], json!("prompts/list"));
+    assert_eq!(
+        methods_asked(&log_dir.path().join("call.log")),
+        owned(&[("initialize", 1), ("ping", 2), ("prompts/list", 4), ("resources/list", 1), ("tools/list", 2)])
+    );
+    Test::new()
+        .site(probe)
+        .file(".mcp.json", &mcp_json(&[("srv", entry("bad.log"))]))
+        .file("probe.rhai", "health(\"srv\", #{burst_method: \"tools/call\"})\n")
+        .args(&["run", "probe.rhai"])
+        .status(1)
+        .stderr_contains("health: bad option: unknown variant `tools/call`, expected one of `ping`, `tools/list`, `resources/list`, `prompts/list`")
+        .unchanged_but_bookkeeping()
+        .run();
+    assert!(!log_dir.path().join("bad.log").exists(), "the server was not started");
 }
 
 #[test]
