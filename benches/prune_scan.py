@@ -76,7 +76,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no benches/__pycache__ from the import below
@@ -434,7 +434,7 @@ def main(argv: list[str]) -> int:
     print(f"                  ({TOTAL_FILES:,} in {EXPECTED_RELEASE_ITEMS:,} releases, built "
           f"{marker.get('built_at', '?')}; the rest are tend's reports/audit/state)")
     print(f"site:             {SITE}")
-    print(f"cache:            warm - page cache not dropped; one warm-up run each first")
+    print("cache:            warm - page cache not dropped; one warm-up run each first")
     print(f"runs:             {args.runs} each, alternating tend / find+du; median wall time")
     print()
     print(f"tend prune --dry-run {fmt(tend_ms)}")

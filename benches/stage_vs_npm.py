@@ -419,7 +419,7 @@ def main(argv: list[str]) -> int:
                                         f"{proxy.requests} requests forwarded over "
                                         f"{proxy.upstream_connects} pooled upstream connections)"
                                         if proxy else ""))
-    print(f"npm cache:  shared and warm for both sides (left as it is; one warm-up run each)")
+    print("npm cache:  shared and warm for both sides (left as it is; one warm-up run each)")
     print(f"runs:       {args.runs} each, tend and npm in turn (who goes first alternates)"
           + (" / npm direct" if direct_argv else "") + "; median wall time")
     print()

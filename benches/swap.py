@@ -609,9 +609,6 @@ def main(argv: list[str]) -> int:
     ok = sw_med < TARGET_SWITCH_US and sw_p95 < TARGET_SWITCH_US
     have_report = all(s.run_id for s in swaps)
     timed = [s for s in swaps if s.phases]  # swaps whose marks were all there and in order
-    phase_med = {n: statistics.median(s.phases[n] for s in timed) for n in PHASES} if timed else {}
-    run_med = statistics.median(s.run_ms for s in swaps) if have_report else None
-    call_med = statistics.median(s.call_ms for s in swaps) if have_report else None
     process_med = statistics.median(s.wall_ms - s.run_ms for s in swaps) if have_report else None
     health_share = verify_share = None
     if timed:
