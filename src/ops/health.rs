@@ -643,8 +643,11 @@ fn judge(
     if !obs.pings.is_empty() {
         h.figure("pings", obs.pings.len() as u64);
     }
-    for e in &obs.burst_errors {
-        h.errors.push(format!("burst: {e}"));
+    if let (Some(first), Some((count, method))) = (obs.burst_errors.first(), obs.burst) {
+        h.errors.push(format!(
+            "burst: {} of {count} `{method}` requests failed; the first: {first}",
+            obs.burst_errors.len()
+        ));
     }
     for (smoke, answer) in &obs.smoke {
         if let Some(problem) = smoke_problem(smoke, answer) {

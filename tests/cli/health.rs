@@ -233,7 +233,8 @@ fn a_ping_that_answers_an_error_fails_health() {
     assert_eq!(
         report["errors"],
         json!([
-            "health: 10 of 10 pings failed; the first: `ping` failed: ping broken on purpose (JSON-RPC error -32603)"
+            "health: 10 of 10 pings failed; the first: `ping` failed: ping broken on purpose (JSON-RPC error -32603)",
+            "health: burst: 8 of 8 `ping` requests failed; the first: `ping` failed: ping broken on purpose (JSON-RPC error -32603)"
         ])
     );
     assert_group_gone(&report);
