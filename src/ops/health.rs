@@ -5,8 +5,8 @@
 //! with a burst of concurrent requests (`burst_method`: pings or a listing; memory and CPU under
 //! load), N pings, the group at rest (memory, threads and fds; CPU over the pings when that
 //! upper bound is within the limit, else over an idle window), the site's smoke tool calls, and
-//! shutdown (close stdin, TERM to the group, grace, KILL). A phase that times out or loses the server ends the probe; the suites then
-//! judge what was observed:
+//! shutdown (close stdin, TERM to the group, grace, KILL). A phase that times out or loses the
+//! server ends the probe; the suites then judge what was observed:
 //!
 //! - **health**: the handshake, listings, pings and smoke calls succeeded, stdout carried only
 //!   JSON-RPC;
