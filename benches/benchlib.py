@@ -403,6 +403,14 @@ VERDACCIO_VERSION = "5.33.0"  # tests/util/registry.rs pins the same (6.x needs 
 VERDACCIO_DIR = REPO / ".local" / "verdaccio"
 
 
+def ensure_verdaccio() -> Path:
+    """The tests' Verdaccio (<repo>/.local/verdaccio), installed as tests/util/registry.rs
+    does when missing; its entry script."""
+    npm_install_once(VERDACCIO_DIR, {"verdaccio": VERDACCIO_VERSION}, {"node-fetch": "2.7.0"},
+                     ["node_modules/.bin/verdaccio", "node_modules/verdaccio/bin/verdaccio"])
+    return VERDACCIO_DIR / "node_modules" / "verdaccio" / "bin" / "verdaccio"
+
+
 class Verdaccio:
     """A Verdaccio on 127.0.0.1 whose only uplink is `upstream`: every package is proxied and
     kept in its storage (a temp folder), so from the second request on it answers from loopback.
@@ -419,8 +427,7 @@ class Verdaccio:
         import socket
         import urllib.request
 
-        main = "node_modules/verdaccio/bin/verdaccio"
-        npm_install_once(VERDACCIO_DIR, {"verdaccio": VERDACCIO_VERSION}, {"node-fetch": "2.7.0"}, [main])
+        main = ensure_verdaccio()
         node = shutil.which("node")
         if node is None:
             raise BenchError("node not found on PATH")
@@ -444,7 +451,7 @@ class Verdaccio:
         self.url = f"http://127.0.0.1:{port}/"
         log_file = open(d / "verdaccio.log", "wb")
         self._proc = subprocess.Popen(
-            [node, str(VERDACCIO_DIR / main), "--config", str(d / "config.yaml"),
+            [node, str(main), "--config", str(d / "config.yaml"),
              "--listen", f"127.0.0.1:{port}"],
             cwd=d, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, process_group=0,
         )

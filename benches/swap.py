@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fcntl
 import gzip
 import hashlib
 import http.client
@@ -105,7 +104,9 @@ sys.dont_write_bytecode = True  # no benches/__pycache__ from the import below
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     REPO,
+    VERDACCIO_VERSION,
     BenchError,
+    ensure_verdaccio,
     host_info,
     log,
     positive,
@@ -116,9 +117,6 @@ from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     verdict,
 )
 
-VERDACCIO_VERSION = "5.33.0"  # tests/util/registry.rs
-VERDACCIO_DIR = REPO / ".local" / "verdaccio"
-VERDACCIO_MAIN = VERDACCIO_DIR / "node_modules" / "verdaccio" / "bin" / "verdaccio"
 FIXTURE = REPO / "tests" / "fixtures" / "packages" / "tend-fixture-mcp"
 PACKAGE = "tend-fixture-mcp"
 SERVER = "srv"
@@ -134,39 +132,6 @@ USER, PASSWORD = "tend", "tend-bench-password"
 
 # --------------------------------------------------------------------------
 # Verdaccio (tests/util/registry.rs and tests/util/npm.rs, in Python)
-
-
-def ensure_verdaccio() -> Path:
-    """Install Verdaccio into .local/verdaccio as tests/util/npm.rs does, unless it is there."""
-    marks = [VERDACCIO_DIR / "node_modules/.bin/verdaccio", VERDACCIO_MAIN]
-    if all(m.exists() for m in marks):
-        return VERDACCIO_MAIN
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BenchError(f"Verdaccio is not installed at {VERDACCIO_MAIN} and npm is not on PATH")
-    VERDACCIO_DIR.mkdir(parents=True, exist_ok=True)
-    with open(VERDACCIO_DIR / ".install.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the same lock the test harness takes
-        if not all(m.exists() for m in marks):
-            manifest = {
-                "name": "tend-test-verdaccio",
-                "private": True,
-                "description": "Installed by tend's test harness (tests/util/npm.rs); safe to delete.",
-                "dependencies": {"verdaccio": VERDACCIO_VERSION},
-                "overrides": {"node-fetch": "2.7.0"},
-            }
-            (VERDACCIO_DIR / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            log(f"installing verdaccio@{VERDACCIO_VERSION} into {VERDACCIO_DIR}")
-            proc = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--no-update-notifier"],
-                cwd=VERDACCIO_DIR, stdin=subprocess.DEVNULL, stdout=sys.stderr,
-            )
-            if proc.returncode != 0:
-                raise BenchError(f"npm install verdaccio failed (status {proc.returncode})")
-            missing = [str(m) for m in marks if not m.exists()]
-            if missing:
-                raise BenchError(f"npm install left no {', '.join(missing)}")
-    return VERDACCIO_MAIN
 
 
 def config_yaml(d: Path, nonce: str) -> str:
