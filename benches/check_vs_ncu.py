@@ -11,7 +11,8 @@ Usage (from anywhere; paths are resolved relative to this file's repository):
 
     python3 benches/check_vs_ncu.py [--install-ncu] [--runs N] [--no-build]
                                     [--tend PATH] [--ncu PATH]
-                                    [--registry URL] [--loopback-proxy] [--json]
+                                    [--registry URL] [--loopback-proxy | --verdaccio]
+                                    [--json]
 
     options:
       --install-ncu     `npm install --no-audit --no-fund npm-check-updates` into
@@ -35,6 +36,15 @@ Usage (from anywhere; paths are resolved relative to this file's repository):
                         plus the proxy's own cost, which is measured too:
                         ncu is then also timed straight against --registry
                         ("ncu direct") for comparison.
+      --verdaccio       run a Verdaccio 5.33.0 on 127.0.0.1 (the one the tests install
+                        in <repo>/.local/verdaccio, installed there the same way if
+                        missing) with --registry as its uplink, and point BOTH tools at
+                        it.  Verdaccio sends ETags and answers If-None-Match with 304,
+                        which the public registry seen through this host's egress does
+                        not (its answers carry no ETag), so this is how the warm figures
+                        exercise the ETag path.  The warm-up runs fill its storage; it
+                        revalidates with the uplink after 60 minutes (maxage), longer
+                        than a run.
       --json            print the figures as JSON instead of a table
 
 The site (a temp folder, removed afterwards):
@@ -112,6 +122,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     REPO,
     BenchError,
+    Verdaccio,
     host_info,
     log,
     positive,
@@ -532,8 +543,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ncu", metavar="PATH", help="ncu to time instead")
     p.add_argument("--registry", default=PUBLIC_REGISTRY, metavar="URL",
                    help=f"the registry both tools ask (default {PUBLIC_REGISTRY})")
-    p.add_argument("--loopback-proxy", action="store_true",
-                   help="put a forwarding proxy on 127.0.0.1 in front of --registry for both tools")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--loopback-proxy", action="store_true",
+                      help="put a forwarding proxy on 127.0.0.1 in front of --registry for both tools")
+    mode.add_argument("--verdaccio", action="store_true",
+                      help="put a loopback Verdaccio (uplink --registry) in front for both tools")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p.parse_args(argv)
 
@@ -556,11 +570,14 @@ def main(argv: list[str]) -> int:
     version = ncu_version(ncu_bin, base_env)
 
     proxy: RegistryProxy | None = RegistryProxy(upstream) if args.loopback_proxy else None
+    verdaccio = Verdaccio(upstream) if args.verdaccio else None
     with tempfile.TemporaryDirectory(prefix="tend-bench-check-") as tmp_s:
         if proxy is not None:
             proxy.__enter__()
         try:
-            registry = proxy.url if proxy is not None else upstream
+            if verdaccio is not None:
+                verdaccio.start()
+            registry = proxy.url if proxy is not None else verdaccio.url if verdaccio else upstream
             tmp = Path(tmp_s).resolve()
             site = write_site(tmp, registry)
             cache = tmp / "root" / "state" / "cache"
@@ -577,7 +594,8 @@ def main(argv: list[str]) -> int:
                 shutil.rmtree(cache, ignore_errors=True)
 
             # Warm-ups, captured and checked.
-            log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else ""))
+            log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else "")
+                + (f" (loopback Verdaccio, uplink {upstream})" if verdaccio else ""))
             log("warm-up: tend cold, tend warm, ncu")
             drop_cache()
             _, out, err, code = capture(tend_argv, tmp, tend_env)
@@ -639,6 +657,8 @@ def main(argv: list[str]) -> int:
                 if ncu_direct is not None:
                     ncu_direct.rsses.append(rss_once(ncu_direct_argv, ncu_cwd, base_env))
         finally:
+            if verdaccio is not None:
+                verdaccio.stop()
             if proxy is not None:
                 proxy.__exit__(None, None, None)
 
@@ -654,6 +674,7 @@ def main(argv: list[str]) -> int:
                 "upstream": upstream,
                 "asked": registry,
                 "loopback_proxy": proxy is not None,
+                "verdaccio": verdaccio is not None,
                 "proxy_requests": proxy.requests if proxy else None,
                 "proxy_upstream_connects": proxy.upstream_connects if proxy else None,
                 "proxy_errors": proxy.errors if proxy else None,
@@ -708,7 +729,9 @@ def main(argv: list[str]) -> int:
     print()
     print(f"registry:  {registry}" + (f"  (loopback proxy in front of {upstream}; "
                                        f"{proxy.requests} requests forwarded over {proxy.upstream_connects} pooled "
-                                       f"upstream connections)" if proxy else ""))
+                                       f"upstream connections)" if proxy else "")
+          + (f"  (loopback Verdaccio 5.33.0, uplink {upstream}, storage filled by the warm-ups)"
+             if verdaccio else ""))
     print(f"tend:      {' '.join(tend_argv)}")
     print(f"ncu:       {' '.join(ncu_argv)}" + (f"   (npm-check-updates {version})" if version else ""))
     if ncu_direct is not None:
