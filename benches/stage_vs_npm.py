@@ -9,10 +9,11 @@ Usage (from anywhere; paths are resolved relative to this file's repository):
 
     python3 benches/stage_vs_npm.py [--runs N] [--no-build] [--tend PATH]
                                     [--registry URL] [--loopback-proxy | --verdaccio]
-                                    [--json]
+                                    [--settle S] [--json]
 
     options:
       --runs N          timed runs of each side (default 5), after one warm-up each
+      --settle S        seconds to pause, after a sync, before each timed run (default 2)
       --no-build        do not run `cargo build --release` first
       --tend PATH       time this binary instead of target/release/tend
                         (implies --no-build)
@@ -71,6 +72,15 @@ stdout to /dev/null):
                --registry <registry> @modelcontextprotocol/server-memory@<VERSION>
            in a fresh empty temp folder each run (made before, removed after,
            outside the timed span).
+    npm in folder:
+           npm install --omit=dev --ignore-scripts --no-audit --no-fund
+               --no-update-notifier --registry <registry>
+           (the command tend runs) by hand, in a fresh copy of the package's folder
+           as tend hands it to npm: the release's files from the warm-up without
+           node_modules, package-lock.json and release.json, and package.json
+           without devDependencies.  It tells tend's share (tend / npm in folder)
+           from npm's own difference between the two ways of running it (npm in
+           folder / npm).
 
 npm's cache (~/.npm, or whatever the npm config says) is left as it is and is
 shared: after the warm-up runs it is warm for both sides (tarballs are found
@@ -82,9 +92,16 @@ and tarball does not go through npm's cache.
 One warm-up run each (their output is checked: tend's JSON must say
 `reused: false` for the right version, and its release must hold
 node_modules; npm's folder must hold the package at that version; the number
-of packages in each tree is printed), then N rounds of tend and npm (and npm direct with --loopback-proxy), tend first in
-even rounds and npm first in odd ones, so that neither side always runs right after
-the other's cache revalidations.  Besides the ratio of the medians, the median of the
+of packages in each tree is printed), then N rounds of tend, npm and npm in folder
+(and npm direct with --loopback-proxy), each of the three going first, second and
+third in turn, so that none always runs right after another's cache revalidations.
+Every arm is treated alike around its run: its tree (some 3,700 files) is deleted
+right after it, and the next timed run starts after os.sync() and --settle seconds
+(default 2).  On this host (ext4 on a virtual disk) npm's system time for the same
+install ranges from 1.9 to 4.5 s with what the filesystem still has to do for the
+writes and deletions before it; when tend's release was deleted just before tend's
+own run (as an earlier version of this script did) tend's npm paid for it every
+round.  Besides the ratio of the medians, the median of the
 per-round ratios (tend / npm of the same round) is printed: it pairs runs made
 seconds apart, which cancels drift in the registry's speed.
 
@@ -107,6 +124,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no benches/__pycache__ from the import below
@@ -223,6 +241,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--runs", type=positive, default=5, help="timed runs of each side (default 5)")
     p.add_argument("--no-build", action="store_true", help="skip `cargo build --release`")
+    p.add_argument("--settle", type=float, default=2.0, metavar="S",
+                   help="seconds of pause after a sync before each timed run (default 2)")
     p.add_argument("--tend", metavar="PATH",
                    help="tend binary to time (default target/release/tend; implies --no-build)")
     p.add_argument("--registry", default=PUBLIC_REGISTRY, metavar="URL",
@@ -321,7 +341,6 @@ def main(argv: list[str]) -> int:
             release = Path(staged["path"])
             tend_packages = count_packages(release / "node_modules")
             release_files = sum(1 for p in release.rglob("*") if p.is_file())
-            staging_log = root / "staging" / f"{SERVER}-{VERSION}.log"
             d = fresh_folder()
             npm_warm_ms, out, err, code = capture(npm_argv, d, npm_env)
             if code != 0:
@@ -334,33 +353,84 @@ def main(argv: list[str]) -> int:
             npm_packages = count_packages(d / "node_modules") - 1
             shutil.rmtree(d)
 
+            # The third arm: the very `npm install` tend runs, by hand, in a copy of the
+            # package's folder as tend hands it to npm (its files, devDependencies left out).
+            template = tmp / "package-folder"
+            shutil.copytree(release, template,
+                            ignore=shutil.ignore_patterns("node_modules", "package-lock.json",
+                                                          "release.json"),
+                            symlinks=True)
+            manifest = json.loads((template / "package.json").read_text())
+            manifest.pop("devDependencies", None)
+            (template / "package.json").write_text(json.dumps(manifest, indent=2))
+            folder_argv = [npm, "install", "--omit=dev", "--ignore-scripts", "--no-audit",
+                           "--no-fund", "--no-update-notifier", "--registry", registry]
+
+            def folder_copy() -> Path:
+                d = peers / f"run{next(counter)}"
+                shutil.copytree(template, d, symlinks=True)
+                return d
+
+            d = folder_copy()
+            folder_warm_ms, out, err, code = capture(folder_argv, d, npm_env)
+            if code != 0:
+                raise BenchError(
+                    f"npm install in the package folder failed with status {code}\n"
+                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+                )
+            folder_packages = count_packages(d / "node_modules")
+            shutil.rmtree(d)
+            clear_tend()
+
             tend_ms: list[float] = []
             inside_ms: list[float] = []
             npm_ms: list[float] = []
+            folder_ms: list[float] = []
             direct_ms: list[float] = []
             if direct_argv is not None:
                 d = fresh_folder()
                 capture(direct_argv, d, npm_env)  # its warm-up
                 shutil.rmtree(d)
+            def settle() -> None:
+                # Every arm deletes its tree (some 3,700 files) right after its run, and the
+                # next starts after a sync and a pause: the filesystem's work on a deletion
+                # goes on after unlink returns and slows whatever runs next, so it must not
+                # fall on one arm more than on another.
+                os.sync()
+                time.sleep(args.settle)
+
             def run_tend() -> None:
-                clear_tend()
+                settle()
                 tend_ms.append(time_once(tend_argv, tmp, tend_env))
                 inside_ms.append(last_span_ms())
                 if not (release / "release.json").is_file():
                     raise BenchError(f"tend's run {len(tend_ms)} left no {release}/release.json")
+                clear_tend()
 
             def run_npm() -> None:
                 d = fresh_folder()
+                settle()
                 npm_ms.append(time_once(npm_argv, d, npm_env))
                 check_npm_tree(d)
                 shutil.rmtree(d)
 
+            def run_folder() -> None:
+                d = folder_copy()
+                settle()
+                folder_ms.append(time_once(folder_argv, d, npm_env))
+                if count_packages(d / "node_modules") != folder_packages:
+                    raise BenchError(f"npm in the package folder installed a different tree in {d}")
+                shutil.rmtree(d)
+
+            arms = [run_tend, run_npm, run_folder]
             for i in range(args.runs):
                 log(f"round {i + 1}/{args.runs}")
-                for fn in (run_tend, run_npm) if i % 2 == 0 else (run_npm, run_tend):
+                # Each arm goes first, second and third in turn.
+                for fn in arms[i % 3:] + arms[:i % 3]:
                     fn()
                 if direct_argv is not None:
                     d = fresh_folder()
+                    settle()
                     direct_ms.append(time_once(direct_argv, d, npm_env))
                     check_npm_tree(d)
                     shutil.rmtree(d)
@@ -374,6 +444,9 @@ def main(argv: list[str]) -> int:
     npm_med = statistics.median(npm_ms)
     overhead = tend_med / npm_med - 1.0
     paired = statistics.median(t / n for t, n in zip(tend_ms, npm_ms)) - 1.0
+    folder_med = statistics.median(folder_ms)
+    tend_vs_folder = tend_med / folder_med - 1.0
+    folder_vs_npm = folder_med / npm_med - 1.0
     ok = overhead <= TARGET_OVERHEAD
 
     if args.json:
@@ -399,6 +472,10 @@ def main(argv: list[str]) -> int:
                      "warmup_stderr": tend_stderr.splitlines()[:20]},
             "npm": {"command": npm_argv, "version": version, "wall_ms": stats(npm_ms),
                     "warmup_ms": npm_warm_ms, "packages": npm_packages},
+            "npm_in_folder": {"command": folder_argv, "wall_ms": stats(folder_ms),
+                              "warmup_ms": folder_warm_ms, "packages": folder_packages},
+            "overhead_over_npm_in_folder": tend_vs_folder,
+            "npm_in_folder_over_npm": folder_vs_npm,
             "npm_direct": ({"command": direct_argv, "wall_ms": stats(direct_ms)}
                            if direct_argv else None),
             "overhead": overhead,
@@ -420,7 +497,7 @@ def main(argv: list[str]) -> int:
                                         f"{proxy.upstream_connects} pooled upstream connections)"
                                         if proxy else ""))
     print("npm cache:  shared and warm for both sides (left as it is; one warm-up run each)")
-    print(f"runs:       {args.runs} each, tend and npm in turn (who goes first alternates)"
+    print(f"runs:       {args.runs} each, tend, npm and npm in folder in turn (who goes first rotates)"
           + (" / npm direct" if direct_argv else "") + "; median wall time")
     print()
     print(f"tend stage    {fmt(tend_ms)}   warm-up {tend_warm_ms:.0f} ms")
@@ -429,11 +506,15 @@ def main(argv: list[str]) -> int:
           f"(download, verify, extract, digest, release.json, rename, report)")
     print(f"npm install   {fmt(npm_ms)}   warm-up {npm_warm_ms:.0f} ms"
           + (f"   (npm {version})" if version else ""))
+    print(f"npm in folder {fmt(folder_ms)}   warm-up {folder_warm_ms:.0f} ms   (tend's npm command, "
+          "by hand, in a copy of the package folder)")
     if direct_argv is not None:
         print(f"npm direct    {fmt(direct_ms)}   (the same against {upstream}, no proxy)")
     print()
     print(f"overhead (tend/npm - 1):  {overhead * 100:+.1f}%   (median of per-round ratios: "
           f"{paired * 100:+.1f}%)")
+    print(f"tend / npm in folder - 1: {tend_vs_folder * 100:+.1f}%   (tend's share, against the same npm run)")
+    print(f"npm in folder / npm - 1:  {folder_vs_npm * 100:+.1f}%   (npm's, from where it runs)")
     print(f"target <= +{TARGET_OVERHEAD * 100:.0f}%:           {verdict(ok)}")
     print()
     print(f"tend:  {' '.join(tend_argv)}")
@@ -441,10 +522,9 @@ def main(argv: list[str]) -> int:
     print(f"tend's release: {release_files} files, {tend_packages} packages in node_modules, "
           f"digest {staged.get('digest')}")
     print(f"npm's tree:     {npm_packages} packages besides {PACKAGE}")
+    print(f"npm in folder:  {folder_packages} packages")
     if tend_packages != npm_packages:
         print(f"                (the two trees differ by {tend_packages - npm_packages:+d} packages)")
-    if staging_log.is_file():
-        print(f"staging log:    {staging_log.name} kept in <root>/staging (cleared between runs)")
     if tend_stderr:
         print("tend stderr (warm-up):")
         for ln in tend_stderr.splitlines()[:10]:
