@@ -1545,6 +1545,34 @@ fn stage_installs_production_dependencies_from_the_site_registry() {
 }
 
 #[test]
+fn stage_drains_an_npm_that_says_much_on_stderr() {
+    // A pipe nobody reads blocks its writer once 64 KiB are in it: with stdout read to its end
+    // before stderr, this npm (256 KiB on stderr before it even starts) would hang staging
+    // until npm's timeout.
+    use std::os::unix::fs::PermissionsExt;
+    let (_registry, test) = stage_site();
+    let path = std::env::var("PATH").unwrap();
+    let npm = std::env::split_paths(&path).map(|d| d.join("npm")).find(|p| p.is_file()).expect("npm on PATH");
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("npm");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nhead -c 262144 /dev/zero | tr '\\0' x >&2\necho >&2\nexec '{}' \"$@\"\n", npm.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let done = test
+        .env("PATH", &format!("{}:{path}", bin.path().display()))
+        .args(&["--token-file", "token", "stage", "with-dep", "1.0.0"])
+        .run();
+    let root = done.path().join("root");
+    let log = std::fs::read_to_string(root.join("staging/with-dep-1.0.0.log")).unwrap();
+    assert!(log.contains(&format!("{}\n", "x".repeat(262_144))), "the staging log keeps npm's stderr");
+    assert!(root.join("servers/with-dep/releases/1.0.0/node_modules/tend-fixture-basic/package.json").is_file());
+    no_partials(&root);
+}
+
+#[test]
 fn stage_refuses_bad_packages_and_leaves_nothing_behind() {
     let (registry, test) = stage_site();
     test.write_site();

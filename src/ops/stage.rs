@@ -346,18 +346,19 @@ fn install_dependencies(dir: &Path, registry: &str) -> Result<String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::failed(format!("cannot run npm: {e}")))?;
-    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-    let readers = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut text = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut text);
-        }
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut text);
-        }
-        text
-    });
+    // One reader per pipe: npm blocks once a pipe nobody reads is full (64 KiB), so reading
+    // stdout to its end before stderr would hang on an npm that says much on stderr (its
+    // warnings, or a user's `loglevel=verbose`) until the timeout.
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
     // A waiter thread hears npm's exit at once; this one only keeps the deadline.
     let pid = child.id();
     let (done, exited) = std::sync::mpsc::channel();
@@ -379,7 +380,8 @@ fn install_dependencies(dir: &Path, registry: &str) -> Result<String> {
         }
     };
     let _ = waiter.join();
-    let text = readers.join().unwrap_or_default();
+    let mut text = out.join().unwrap_or_default();
+    text.push_str(&err.join().unwrap_or_default());
     if status.success() {
         Ok(text)
     } else {
