@@ -341,13 +341,17 @@ def main(argv: list[str]) -> int:
             release = Path(staged["path"])
             tend_packages = count_packages(release / "node_modules")
             release_files = sum(1 for p in release.rglob("*") if p.is_file())
+            def warm_up(argv: list[str], cwd: Path, what: str) -> float:
+                ms, _, err, code = capture(argv, cwd, npm_env)
+                if code != 0:
+                    raise BenchError(
+                        f"{what} failed with status {code}: {' '.join(argv)}\n"
+                        f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+                    )
+                return ms
+
             d = fresh_folder()
-            npm_warm_ms, out, err, code = capture(npm_argv, d, npm_env)
-            if code != 0:
-                raise BenchError(
-                    f"npm install failed with status {code}: {' '.join(npm_argv)}\n"
-                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                )
+            npm_warm_ms = warm_up(npm_argv, d, "npm install")
             check_npm_tree(d)
             # npm's tree also holds the package itself; tend's release is the package.
             npm_packages = count_packages(d / "node_modules") - 1
@@ -372,12 +376,7 @@ def main(argv: list[str]) -> int:
                 return d
 
             d = folder_copy()
-            folder_warm_ms, out, err, code = capture(folder_argv, d, npm_env)
-            if code != 0:
-                raise BenchError(
-                    f"npm install in the package folder failed with status {code}\n"
-                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                )
+            folder_warm_ms = warm_up(folder_argv, d, "npm install in the package folder")
             folder_packages = count_packages(d / "node_modules")
             shutil.rmtree(d)
             clear_tend()
