@@ -1544,30 +1544,60 @@ fn stage_installs_production_dependencies_from_the_site_registry() {
     no_partials(&done.path().join("root"));
 }
 
+/// A folder holding an `npm` that runs `before` (shell), then the real npm with `redirect`
+/// after its arguments; and the PATH that finds it first.
+fn npm_wrapper(before: &str, redirect: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var("PATH").unwrap();
+    let npm = std::env::split_paths(&path).map(|d| d.join("npm")).find(|p| p.is_file()).expect("npm on PATH");
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("npm");
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{before}\nexec '{}' \"$@\" {redirect}\n", npm.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{path}", bin.path().display());
+    (bin, path)
+}
+
 #[test]
 fn stage_drains_an_npm_that_says_much_on_stderr() {
     // A pipe nobody reads blocks its writer once 64 KiB are in it: with stdout read to its end
     // before stderr, this npm (256 KiB on stderr before it even starts) would hang staging
     // until npm's timeout.
-    use std::os::unix::fs::PermissionsExt;
     let (_registry, test) = stage_site();
-    let path = std::env::var("PATH").unwrap();
-    let npm = std::env::split_paths(&path).map(|d| d.join("npm")).find(|p| p.is_file()).expect("npm on PATH");
-    let bin = tempfile::tempdir().unwrap();
-    let wrapper = bin.path().join("npm");
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\nhead -c 262144 /dev/zero | tr '\\0' x >&2\necho >&2\nexec '{}' \"$@\"\n", npm.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let done = test
-        .env("PATH", &format!("{}:{path}", bin.path().display()))
-        .args(&["--token-file", "token", "stage", "with-dep", "1.0.0"])
-        .run();
+    let (_bin, path) = npm_wrapper("head -c 262144 /dev/zero | tr '\\0' x >&2\necho >&2", "");
+    let done = test.env("PATH", &path).args(&["--token-file", "token", "stage", "with-dep", "1.0.0"]).run();
     let root = done.path().join("root");
     let log = std::fs::read_to_string(root.join("staging/with-dep-1.0.0.log")).unwrap();
     assert!(log.contains(&format!("{}\n", "x".repeat(262_144))), "the staging log keeps npm's stderr");
+    assert!(root.join("servers/with-dep/releases/1.0.0/node_modules/tend-fixture-basic/package.json").is_file());
+    no_partials(&root);
+}
+
+#[test]
+fn the_staging_log_keeps_the_first_and_last_of_an_npm_that_says_too_much() {
+    // 3 MiB on stderr: the log keeps its first 64 KiB and its last MiB, and says how many
+    // bytes between them it did not keep (the real npm's own stderr goes elsewhere here, so
+    // the count is exact).
+    let (_registry, test) = stage_site();
+    let (_bin, path) = npm_wrapper(
+        "echo BEGIN >&2\nhead -c 3145728 /dev/zero | tr '\\0' x >&2\necho >&2\necho END >&2",
+        "2>/dev/null",
+    );
+    let done = test.env("PATH", &path).args(&["--token-file", "token", "stage", "with-dep", "1.0.0"]).run();
+    let root = done.path().join("root");
+    let log = std::fs::read_to_string(root.join("staging/with-dep-1.0.0.log")).unwrap();
+    let total = 6 + 3_145_728 + 1 + 4;
+    let omitted = total - (64 << 10) - (1 << 20);
+    let marker = format!("\n[{omitted} bytes not kept]\n");
+    let (head, tail) = log.split_once(&marker).expect("the log says what it did not keep");
+    assert!(head.ends_with(&format!("BEGIN\n{}", "x".repeat((64 << 10) - 6))), "the head is stderr's first 64 KiB");
+    let want = format!("{}\nEND\n", "x".repeat((1 << 20) - 5));
+    assert!(
+        tail == want,
+        "the tail is not stderr's last MiB: {} bytes, ending {:?}",
+        tail.len(),
+        &tail.as_bytes()[tail.len().saturating_sub(16)..]
+    );
     assert!(root.join("servers/with-dep/releases/1.0.0/node_modules/tend-fixture-basic/package.json").is_file());
     no_partials(&root);
 }

@@ -21,12 +21,17 @@ use crate::error::{Error, Result};
 use crate::extract::ExtractLimits;
 use crate::guard::effects::{Effect, Plan};
 use crate::layout::Layout;
+use crate::proc::kept::{Kept, read_into};
 use crate::registry::{Client, Dist, RegistryConfig};
 use crate::script::primitives::Call;
 use crate::site::Site;
 
 const MAX_TARBALL: u64 = 256 << 20;
 const NPM_TIMEOUT: Duration = Duration::from_secs(600);
+/// How much of each of npm's pipes the staging log keeps: its first bytes (what npm set out
+/// to do) and its last (how it ended). npm's usual output is a few hundred bytes.
+const NPM_LOG_HEAD: usize = 64 << 10;
+const NPM_LOG_TAIL: usize = 1 << 20;
 
 /// What `stage(name, version)` returns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -348,14 +353,15 @@ fn install_dependencies(dir: &Path, registry: &str) -> Result<String> {
         .map_err(|e| Error::failed(format!("cannot run npm: {e}")))?;
     // One reader per pipe: npm blocks once a pipe nobody reads is full (64 KiB), so reading
     // stdout to its end before stderr would hang on an npm that says much on stderr (its
-    // warnings, or a user's `loglevel=verbose`) until the timeout.
+    // warnings, or a user's `loglevel=verbose`) until the timeout. Each keeps its pipe's
+    // first and last bytes only, so an npm at `loglevel=silly` cannot make tend hold megabytes.
     fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
         std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
+            let kept = std::sync::Mutex::new(Kept::new(NPM_LOG_HEAD, NPM_LOG_TAIL));
+            if let Some(pipe) = pipe {
+                read_into(pipe, &kept);
             }
-            String::from_utf8_lossy(&bytes).into_owned()
+            kept.into_inner().map(|k| k.text()).unwrap_or_default()
         })
     }
     let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));

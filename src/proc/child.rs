@@ -9,7 +9,7 @@
 //! subreaper, so a grandchild whose parent died is reparented to tend and reaped here rather
 //! than lingering as a zombie under an init that may never reap it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -21,6 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, WaitOptions};
+
+use super::kept::{Kept, read_into};
 
 /// How to start a server: what a client config entry says, after tend's rewriting.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
@@ -66,13 +68,6 @@ pub enum Silence {
     Closed,
 }
 
-/// The last bytes a stream wrote, and how many it wrote in all.
-#[derive(Debug, Default)]
-struct Tail {
-    bytes: VecDeque<u8>,
-    total: u64,
-}
-
 /// How the process ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stopped {
@@ -95,7 +90,7 @@ pub struct Child {
     stdin: Option<Sender<Vec<u8>>>,
     output: Receiver<Output>,
     stdout_closed: bool,
-    stderr: Arc<Mutex<Tail>>,
+    stderr: Arc<Mutex<Kept>>,
     exit: Option<ExitStatus>,
     /// Readable once the process has exited, so waiting for the exit wakes up when it happens
     /// rather than at the next poll (Linux 5.3 and later; `None` elsewhere).
@@ -146,19 +141,10 @@ impl Child {
         if let Some(stdout) = stdout {
             thread::Builder::new().name(format!("stdout-{pid}")).spawn(move || read_lines(stdout, &line_tx))?;
         }
-        let tail = Arc::new(Mutex::new(Tail::default()));
-        if let Some(mut stderr) = stderr {
+        let tail = Arc::new(Mutex::new(Kept::new(0, STDERR_KEEP)));
+        if let Some(stderr) = stderr {
             let tail = Arc::clone(&tail);
-            thread::Builder::new().name(format!("stderr-{pid}")).spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n @ 1..) = stderr.read(&mut buf) {
-                    let Ok(mut t) = tail.lock() else { return };
-                    t.total += n as u64;
-                    t.bytes.extend(&buf[..n]);
-                    let excess = t.bytes.len().saturating_sub(STDERR_KEEP);
-                    t.bytes.drain(..excess);
-                }
-            })?;
+            thread::Builder::new().name(format!("stderr-{pid}")).spawn(move || read_into(stderr, &tail))?;
         }
         let stdin = match stdin {
             Some(stdin) => {
@@ -229,17 +215,12 @@ impl Child {
 
     /// The last bytes of stderr (lossy UTF-8), with a note when earlier bytes were dropped.
     pub fn stderr_tail(&self, max: usize) -> String {
-        let Ok(t) = self.stderr.lock() else { return String::new() };
-        let bytes: Vec<u8> = t.bytes.iter().copied().collect();
-        let start = bytes.len().saturating_sub(max);
-        let text = String::from_utf8_lossy(&bytes[start..]).trim_end().to_owned();
-        let dropped = t.total - (bytes.len() - start) as u64;
-        if dropped > 0 { format!("[{dropped} earlier bytes not shown]\n{text}") } else { text }
+        self.stderr.lock().map(|t| t.last(max)).unwrap_or_default()
     }
 
     /// How many bytes the server wrote to stderr.
     pub fn stderr_total(&self) -> u64 {
-        self.stderr.lock().map(|t| t.total).unwrap_or(0)
+        self.stderr.lock().map(|t| t.total()).unwrap_or(0)
     }
 
     /// Stops the server and everything in its process group: close stdin, wait up to

@@ -1,9 +1,10 @@
 //! Processes, seen from `/proc`: which files running processes hold (executable, working
 //! directory, open files), so that nothing removes a release a process still uses; and the
-//! supervision of the servers tend starts (`child`) and the measurement of their process
-//! group (`sample`).
+//! supervision of the servers tend starts (`child`), the measurement of their process
+//! group (`sample`), and what a process writes to a pipe, kept within a bound (`kept`).
 
 pub mod child;
+pub mod kept;
 pub mod sample;
 
 use std::path::{Path, PathBuf};
