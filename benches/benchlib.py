@@ -470,6 +470,13 @@ class Verdaccio:
                 raise BenchError(f"verdaccio did not start on port {port}:\n{text}")
             time.sleep(0.1)
 
+    def __enter__(self) -> "Verdaccio":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             os.killpg(self._proc.pid, 15)

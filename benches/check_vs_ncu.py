@@ -101,6 +101,7 @@ results, bad arguments.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -569,98 +570,89 @@ def main(argv: list[str]) -> int:
     }
     version = ncu_version(ncu_bin, base_env)
 
-    proxy: RegistryProxy | None = RegistryProxy(upstream) if args.loopback_proxy else None
-    verdaccio = Verdaccio(upstream) if args.verdaccio else None
-    with tempfile.TemporaryDirectory(prefix="tend-bench-check-") as tmp_s:
-        if proxy is not None:
-            proxy.__enter__()
-        try:
-            if verdaccio is not None:
-                verdaccio.start()
-            registry = proxy.url if proxy is not None else verdaccio.url if verdaccio else upstream
-            tmp = Path(tmp_s).resolve()
-            site = write_site(tmp, registry)
-            cache = tmp / "root" / "state" / "cache"
-            ncu_cwd = tmp / "ncu"
-            pj = write_package_json(ncu_cwd)
+    with contextlib.ExitStack() as stack:
+        tmp_s = stack.enter_context(tempfile.TemporaryDirectory(prefix="tend-bench-check-"))
+        proxy = stack.enter_context(RegistryProxy(upstream)) if args.loopback_proxy else None
+        verdaccio = stack.enter_context(Verdaccio(upstream)) if args.verdaccio else None
+        registry = proxy.url if proxy is not None else verdaccio.url if verdaccio else upstream
+        tmp = Path(tmp_s).resolve()
+        site = write_site(tmp, registry)
+        cache = tmp / "root" / "state" / "cache"
+        ncu_cwd = tmp / "ncu"
+        pj = write_package_json(ncu_cwd)
 
-            tend_argv = [str(tend_bin), "--site", str(site), "-q", "--json", "check"]
-            ncu_argv = [str(ncu_bin), "--packageFile", str(pj), "--registry", registry,
-                        "--jsonUpgraded"]
-            ncu_direct_argv = [str(ncu_bin), "--packageFile", str(pj), "--registry", upstream,
-                               "--jsonUpgraded"]
+        tend_argv = [str(tend_bin), "--site", str(site), "-q", "--json", "check"]
+        ncu_argv = [str(ncu_bin), "--packageFile", str(pj), "--registry", registry,
+                    "--jsonUpgraded"]
+        ncu_direct_argv = [str(ncu_bin), "--packageFile", str(pj), "--registry", upstream,
+                           "--jsonUpgraded"]
 
-            def drop_cache() -> None:
-                shutil.rmtree(cache, ignore_errors=True)
+        def drop_cache() -> None:
+            shutil.rmtree(cache, ignore_errors=True)
 
-            # Warm-ups, captured and checked.
-            log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else "")
-                + (f" (loopback Verdaccio, uplink {upstream})" if verdaccio else ""))
-            log("warm-up: tend cold, tend warm, ncu")
+        # Warm-ups, captured and checked.
+        log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else "")
+            + (f" (loopback Verdaccio, uplink {upstream})" if verdaccio else ""))
+        log("warm-up: tend cold, tend warm, ncu")
+        drop_cache()
+        _, out, err, code = capture(tend_argv, tmp, tend_env)
+        if code != 0:
+            raise BenchError(
+                f"tend check failed with status {code}: {' '.join(tend_argv)}\n"
+                f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+                + tend_failure_hint(err, registry)
+            )
+        cold_check = check_tend_json(out)
+        cold_stderr = err.decode(errors="replace").rstrip()
+        cache_after_cold = cache_summary(cache)
+        _, out, err, code = capture(tend_argv, tmp, tend_env)
+        if code != 0:
+            raise BenchError(
+                f"tend check (warm) failed with status {code}\n"
+                f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+            )
+        warm_check = check_tend_json(out)
+        warm_stderr = err.decode(errors="replace").rstrip()
+        _, out, err, code = capture(ncu_argv, ncu_cwd, base_env)
+        if code != 0:
+            raise BenchError(
+                f"ncu failed with status {code}: {' '.join(ncu_argv)}\n"
+                f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+            )
+        ncu_upgrades = parse_ncu_json(out)
+
+        # Cross-check: ncu's target is `latest`, as is tend's `latest` field.
+        disagreements = []
+        for pkg, ver in PACKAGES:
+            t_latest = cold_check["by_package"][pkg]["latest"]
+            n_latest = ncu_upgrades.get(pkg)
+            if n_latest is None and t_latest == ver:
+                continue
+            if n_latest != t_latest:
+                disagreements.append({"package": pkg, "pinned": ver, "tend_latest": t_latest,
+                                      "ncu_upgrade": n_latest})
+        etag_304 = warm_check["sources"].get("cache", 0)
+
+        tend_cold = Result("tend check (cold)", tend_argv)
+        tend_warm = Result("tend check (warm)", tend_argv)
+        ncu = Result("ncu", ncu_argv)
+        ncu_direct = Result("ncu direct", ncu_direct_argv) if proxy is not None else None
+        for i in range(args.runs):
+            log(f"timed round {i + 1}/{args.runs}")
             drop_cache()
-            _, out, err, code = capture(tend_argv, tmp, tend_env)
-            if code != 0:
-                raise BenchError(
-                    f"tend check failed with status {code}: {' '.join(tend_argv)}\n"
-                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                    + tend_failure_hint(err, registry)
-                )
-            cold_check = check_tend_json(out)
-            cold_stderr = err.decode(errors="replace").rstrip()
-            cache_after_cold = cache_summary(cache)
-            _, out, err, code = capture(tend_argv, tmp, tend_env)
-            if code != 0:
-                raise BenchError(
-                    f"tend check (warm) failed with status {code}\n"
-                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                )
-            warm_check = check_tend_json(out)
-            warm_stderr = err.decode(errors="replace").rstrip()
-            _, out, err, code = capture(ncu_argv, ncu_cwd, base_env)
-            if code != 0:
-                raise BenchError(
-                    f"ncu failed with status {code}: {' '.join(ncu_argv)}\n"
-                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                )
-            ncu_upgrades = parse_ncu_json(out)
-
-            # Cross-check: ncu's target is `latest`, as is tend's `latest` field.
-            disagreements = []
-            for pkg, ver in PACKAGES:
-                t_latest = cold_check["by_package"][pkg]["latest"]
-                n_latest = ncu_upgrades.get(pkg)
-                if n_latest is None and t_latest == ver:
-                    continue
-                if n_latest != t_latest:
-                    disagreements.append({"package": pkg, "pinned": ver, "tend_latest": t_latest,
-                                          "ncu_upgrade": n_latest})
-            etag_304 = warm_check["sources"].get("cache", 0)
-
-            tend_cold = Result("tend check (cold)", tend_argv)
-            tend_warm = Result("tend check (warm)", tend_argv)
-            ncu = Result("ncu", ncu_argv)
-            ncu_direct = Result("ncu direct", ncu_direct_argv) if proxy is not None else None
-            for i in range(args.runs):
-                log(f"timed round {i + 1}/{args.runs}")
-                drop_cache()
-                tend_cold.walls.append(time_once(tend_argv, tmp, tend_env))
-                tend_warm.walls.append(time_once(tend_argv, tmp, tend_env))
-                ncu.walls.append(time_once(ncu_argv, ncu_cwd, base_env))
-                if ncu_direct is not None:
-                    ncu_direct.walls.append(time_once(ncu_direct_argv, ncu_cwd, base_env))
-            for i in range(args.runs):
-                log(f"memory round {i + 1}/{args.runs}")
-                drop_cache()
-                tend_cold.rsses.append(rss_once(tend_argv, tmp, tend_env))
-                tend_warm.rsses.append(rss_once(tend_argv, tmp, tend_env))
-                ncu.rsses.append(rss_once(ncu_argv, ncu_cwd, base_env))
-                if ncu_direct is not None:
-                    ncu_direct.rsses.append(rss_once(ncu_direct_argv, ncu_cwd, base_env))
-        finally:
-            if verdaccio is not None:
-                verdaccio.stop()
-            if proxy is not None:
-                proxy.__exit__(None, None, None)
+            tend_cold.walls.append(time_once(tend_argv, tmp, tend_env))
+            tend_warm.walls.append(time_once(tend_argv, tmp, tend_env))
+            ncu.walls.append(time_once(ncu_argv, ncu_cwd, base_env))
+            if ncu_direct is not None:
+                ncu_direct.walls.append(time_once(ncu_direct_argv, ncu_cwd, base_env))
+        for i in range(args.runs):
+            log(f"memory round {i + 1}/{args.runs}")
+            drop_cache()
+            tend_cold.rsses.append(rss_once(tend_argv, tmp, tend_env))
+            tend_warm.rsses.append(rss_once(tend_argv, tmp, tend_env))
+            ncu.rsses.append(rss_once(ncu_argv, ncu_cwd, base_env))
+            if ncu_direct is not None:
+                ncu_direct.rsses.append(rss_once(ncu_direct_argv, ncu_cwd, base_env))
 
     ratio_cold = ncu.median_wall / tend_cold.median_wall
     ratio_warm = ncu.median_wall / tend_warm.median_wall

@@ -114,6 +114,7 @@ staging should have produced, bad arguments).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -293,151 +294,143 @@ def main(argv: list[str]) -> int:
     npm_env = dict(base_env)
     version = npm_version(npm_env)
 
-    proxy = RegistryProxy(upstream, rewrite_tarballs=True) if args.loopback_proxy else None
-    verdaccio = Verdaccio(upstream) if args.verdaccio else None
-    with tempfile.TemporaryDirectory(prefix="tend-bench-stage-") as tmp_s:
-        if proxy is not None:
-            proxy.__enter__()
-        if verdaccio is not None:
-            verdaccio.start()
-        try:
-            registry = proxy.url if proxy is not None else verdaccio.url if verdaccio else upstream
-            tmp = Path(tmp_s).resolve()
-            site = write_site(tmp, registry, token)
-            root = tmp / "root"
-            peers = tmp / "npm"
-            peers.mkdir()
+    with contextlib.ExitStack() as stack:
+        tmp_s = stack.enter_context(tempfile.TemporaryDirectory(prefix="tend-bench-stage-"))
+        proxy = (stack.enter_context(RegistryProxy(upstream, rewrite_tarballs=True))
+                 if args.loopback_proxy else None)
+        verdaccio = stack.enter_context(Verdaccio(upstream)) if args.verdaccio else None
+        registry = proxy.url if proxy is not None else verdaccio.url if verdaccio else upstream
+        tmp = Path(tmp_s).resolve()
+        site = write_site(tmp, registry, token)
+        root = tmp / "root"
+        peers = tmp / "npm"
+        peers.mkdir()
 
-            tend_argv = [str(tend_bin), "--site", str(site), "-q", "--json", "stage", SERVER,
-                         VERSION]
-            npm_argv = [npm, "install", "--omit=dev", "--ignore-scripts", "--no-audit",
-                        "--no-fund", "--registry", registry, f"{PACKAGE}@{VERSION}"]
-            direct_argv = npm_argv[:-2] + [upstream, npm_argv[-1]] if proxy else None
+        tend_argv = [str(tend_bin), "--site", str(site), "-q", "--json", "stage", SERVER,
+                     VERSION]
+        npm_argv = [npm, "install", "--omit=dev", "--ignore-scripts", "--no-audit",
+                    "--no-fund", "--registry", registry, f"{PACKAGE}@{VERSION}"]
+        direct_argv = npm_argv[:-2] + [upstream, npm_argv[-1]] if proxy else None
 
-            def clear_tend() -> None:
-                for sub in ("servers", "staging"):
-                    shutil.rmtree(root / sub, ignore_errors=True)
+        def clear_tend() -> None:
+            for sub in ("servers", "staging"):
+                shutil.rmtree(root / sub, ignore_errors=True)
 
-            counter = iter(range(1_000_000))
+        counter = iter(range(1_000_000))
 
-            def fresh_folder() -> Path:
-                d = peers / f"run{next(counter)}"
-                d.mkdir()
-                return d
+        def fresh_folder() -> Path:
+            d = peers / f"run{next(counter)}"
+            d.mkdir()
+            return d
 
-            log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else "")
-                + (f" (loopback Verdaccio, uplink {upstream})" if verdaccio else ""))
-            log("warm-up: tend, npm")
-            clear_tend()
-            tend_warm_ms, out, err, code = capture(tend_argv, tmp, tend_env)
+        log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else "")
+            + (f" (loopback Verdaccio, uplink {upstream})" if verdaccio else ""))
+        log("warm-up: tend, npm")
+        clear_tend()
+        tend_warm_ms, out, err, code = capture(tend_argv, tmp, tend_env)
+        if code != 0:
+            raise BenchError(
+                f"tend stage failed with status {code}: {' '.join(tend_argv)}\n"
+                f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+                + tend_failure_hint(err, registry)
+            )
+        staged = check_tend_json(out)
+        tend_stderr = err.decode(errors="replace").rstrip()
+        release = Path(staged["path"])
+        tend_packages = count_packages(release / "node_modules")
+        release_files = sum(1 for p in release.rglob("*") if p.is_file())
+        def warm_up(argv: list[str], cwd: Path, what: str) -> float:
+            ms, _, err, code = capture(argv, cwd, npm_env)
             if code != 0:
                 raise BenchError(
-                    f"tend stage failed with status {code}: {' '.join(tend_argv)}\n"
+                    f"{what} failed with status {code}: {' '.join(argv)}\n"
                     f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                    + tend_failure_hint(err, registry)
                 )
-            staged = check_tend_json(out)
-            tend_stderr = err.decode(errors="replace").rstrip()
-            release = Path(staged["path"])
-            tend_packages = count_packages(release / "node_modules")
-            release_files = sum(1 for p in release.rglob("*") if p.is_file())
-            def warm_up(argv: list[str], cwd: Path, what: str) -> float:
-                ms, _, err, code = capture(argv, cwd, npm_env)
-                if code != 0:
-                    raise BenchError(
-                        f"{what} failed with status {code}: {' '.join(argv)}\n"
-                        f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                    )
-                return ms
+            return ms
 
+        d = fresh_folder()
+        npm_warm_ms = warm_up(npm_argv, d, "npm install")
+        check_npm_tree(d)
+        # npm's tree also holds the package itself; tend's release is the package.
+        npm_packages = count_packages(d / "node_modules") - 1
+        shutil.rmtree(d)
+
+        # The third arm: the very `npm install` tend runs, by hand, in a copy of the
+        # package's folder as tend hands it to npm (its files, devDependencies left out).
+        template = tmp / "package-folder"
+        shutil.copytree(release, template,
+                        ignore=shutil.ignore_patterns("node_modules", "package-lock.json",
+                                                      "release.json"),
+                        symlinks=True)
+        manifest = json.loads((template / "package.json").read_text())
+        manifest.pop("devDependencies", None)
+        (template / "package.json").write_text(json.dumps(manifest, indent=2))
+        folder_argv = [npm, "install", "--omit=dev", "--ignore-scripts", "--no-audit",
+                       "--no-fund", "--no-update-notifier", "--registry", registry]
+
+        def folder_copy() -> Path:
+            d = peers / f"run{next(counter)}"
+            shutil.copytree(template, d, symlinks=True)
+            return d
+
+        d = folder_copy()
+        folder_warm_ms = warm_up(folder_argv, d, "npm install in the package folder")
+        folder_packages = count_packages(d / "node_modules")
+        shutil.rmtree(d)
+        clear_tend()
+
+        tend_ms: list[float] = []
+        inside_ms: list[float] = []
+        npm_ms: list[float] = []
+        folder_ms: list[float] = []
+        direct_ms: list[float] = []
+        if direct_argv is not None:
             d = fresh_folder()
-            npm_warm_ms = warm_up(npm_argv, d, "npm install")
-            check_npm_tree(d)
-            # npm's tree also holds the package itself; tend's release is the package.
-            npm_packages = count_packages(d / "node_modules") - 1
+            capture(direct_argv, d, npm_env)  # its warm-up
             shutil.rmtree(d)
+        def settle() -> None:
+            # Every arm deletes its tree (some 3,700 files) right after its run, and the
+            # next starts after a sync and a pause: the filesystem's work on a deletion
+            # goes on after unlink returns and slows whatever runs next, so it must not
+            # fall on one arm more than on another.
+            os.sync()
+            time.sleep(args.settle)
 
-            # The third arm: the very `npm install` tend runs, by hand, in a copy of the
-            # package's folder as tend hands it to npm (its files, devDependencies left out).
-            template = tmp / "package-folder"
-            shutil.copytree(release, template,
-                            ignore=shutil.ignore_patterns("node_modules", "package-lock.json",
-                                                          "release.json"),
-                            symlinks=True)
-            manifest = json.loads((template / "package.json").read_text())
-            manifest.pop("devDependencies", None)
-            (template / "package.json").write_text(json.dumps(manifest, indent=2))
-            folder_argv = [npm, "install", "--omit=dev", "--ignore-scripts", "--no-audit",
-                           "--no-fund", "--no-update-notifier", "--registry", registry]
-
-            def folder_copy() -> Path:
-                d = peers / f"run{next(counter)}"
-                shutil.copytree(template, d, symlinks=True)
-                return d
-
-            d = folder_copy()
-            folder_warm_ms = warm_up(folder_argv, d, "npm install in the package folder")
-            folder_packages = count_packages(d / "node_modules")
-            shutil.rmtree(d)
+        def run_tend() -> None:
+            settle()
+            tend_ms.append(time_once(tend_argv, tmp, tend_env))
+            inside_ms.append(last_span_ms())
+            if not (release / "release.json").is_file():
+                raise BenchError(f"tend's run {len(tend_ms)} left no {release}/release.json")
             clear_tend()
 
-            tend_ms: list[float] = []
-            inside_ms: list[float] = []
-            npm_ms: list[float] = []
-            folder_ms: list[float] = []
-            direct_ms: list[float] = []
+        def run_npm() -> None:
+            d = fresh_folder()
+            settle()
+            npm_ms.append(time_once(npm_argv, d, npm_env))
+            check_npm_tree(d)
+            shutil.rmtree(d)
+
+        def run_folder() -> None:
+            d = folder_copy()
+            settle()
+            folder_ms.append(time_once(folder_argv, d, npm_env))
+            if count_packages(d / "node_modules") != folder_packages:
+                raise BenchError(f"npm in the package folder installed a different tree in {d}")
+            shutil.rmtree(d)
+
+        arms = [run_tend, run_npm, run_folder]
+        for i in range(args.runs):
+            log(f"round {i + 1}/{args.runs}")
+            # Each arm goes first, second and third in turn.
+            for fn in arms[i % 3:] + arms[:i % 3]:
+                fn()
             if direct_argv is not None:
                 d = fresh_folder()
-                capture(direct_argv, d, npm_env)  # its warm-up
-                shutil.rmtree(d)
-            def settle() -> None:
-                # Every arm deletes its tree (some 3,700 files) right after its run, and the
-                # next starts after a sync and a pause: the filesystem's work on a deletion
-                # goes on after unlink returns and slows whatever runs next, so it must not
-                # fall on one arm more than on another.
-                os.sync()
-                time.sleep(args.settle)
-
-            def run_tend() -> None:
                 settle()
-                tend_ms.append(time_once(tend_argv, tmp, tend_env))
-                inside_ms.append(last_span_ms())
-                if not (release / "release.json").is_file():
-                    raise BenchError(f"tend's run {len(tend_ms)} left no {release}/release.json")
-                clear_tend()
-
-            def run_npm() -> None:
-                d = fresh_folder()
-                settle()
-                npm_ms.append(time_once(npm_argv, d, npm_env))
+                direct_ms.append(time_once(direct_argv, d, npm_env))
                 check_npm_tree(d)
                 shutil.rmtree(d)
-
-            def run_folder() -> None:
-                d = folder_copy()
-                settle()
-                folder_ms.append(time_once(folder_argv, d, npm_env))
-                if count_packages(d / "node_modules") != folder_packages:
-                    raise BenchError(f"npm in the package folder installed a different tree in {d}")
-                shutil.rmtree(d)
-
-            arms = [run_tend, run_npm, run_folder]
-            for i in range(args.runs):
-                log(f"round {i + 1}/{args.runs}")
-                # Each arm goes first, second and third in turn.
-                for fn in arms[i % 3:] + arms[:i % 3]:
-                    fn()
-                if direct_argv is not None:
-                    d = fresh_folder()
-                    settle()
-                    direct_ms.append(time_once(direct_argv, d, npm_env))
-                    check_npm_tree(d)
-                    shutil.rmtree(d)
-        finally:
-            if proxy is not None:
-                proxy.__exit__(None, None, None)
-            if verdaccio is not None:
-                verdaccio.stop()
 
     tend_med = statistics.median(tend_ms)
     npm_med = statistics.median(npm_ms)
