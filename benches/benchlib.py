@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -411,81 +412,188 @@ def ensure_verdaccio() -> Path:
     return VERDACCIO_DIR / "node_modules" / "verdaccio" / "bin" / "verdaccio"
 
 
+VERDACCIO_START_DEADLINE = 60.0  # s for GET /-/ping to answer with our nonce, per attempt
+VERDACCIO_STOP_GRACE = 3.0  # s from SIGTERM to SIGKILL of its process group
+VERDACCIO_PORT_ATTEMPTS = 5  # fresh ports tried when another process takes one first
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (another process may take it before we listen on it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_request(
+    port: int, method: str, path: str, headers: dict[str, str] | None = None,
+    body: bytes | None = None, timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to 127.0.0.1:port; (status, headers by lower-case name, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body,
+                     headers={"User-Agent": "tend-bench", **(headers or {})})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def verdaccio_config(d: Path, nonce: str, uplink: str | None) -> str:
+    """The config.yaml of a Verdaccio kept in folder d.
+
+    With an uplink: every package proxied from it (timeout 60s) and kept in storage, which
+    revalidates with it after 60 minutes (maxage); log level warn.  Without one: the test
+    harness's empty registry (tests/util/registry.rs: no uplinks, publish and unpublish for
+    an authenticated user, offline publishing, max_body_size 50mb); log level http.  Both:
+    `user_agent` is the nonce, which Verdaccio sends as X-Powered-By (so start() can tell the
+    server answering on the port is ours) and, in brackets after `npm`, as the User-Agent of
+    its requests to the uplink.
+    """
+    if uplink is None:
+        htpasswd = "    max_users: 1000\n    algorithm: sha1\n"
+        uplinks = "uplinks: {}\n"
+        rule = "    access: $all\n    publish: $authenticated\n    unpublish: $authenticated\n"
+        tail = "publish:\n  allow_offline: true\nmax_body_size: 50mb\n"
+        level = "http"
+    else:
+        htpasswd = ""
+        uplinks = f"uplinks:\n  upstream:\n    url: {uplink}\n    timeout: 60s\n    maxage: 60m\n"
+        rule = "    access: $all\n    proxy: upstream\n"
+        tail = ""
+        level = "warn"
+    return (
+        f'storage: "{d}/storage"\n'
+        f'plugins: "{d}/plugins"\n'
+        f'user_agent: "{nonce}"\n'
+        "web:\n  enable: false\n"
+        f'auth:\n  htpasswd:\n    file: "{d}/htpasswd"\n{htpasswd}'
+        f"{uplinks}"
+        f'packages:\n  "@*/*":\n{rule}  "**":\n{rule}'
+        "server:\n  keepAliveTimeout: 5\n"
+        f"{tail}"
+        f"log:\n  type: stdout\n  format: pretty\n  level: {level}\n"
+    )
+
+
 class Verdaccio:
-    """A Verdaccio on 127.0.0.1 whose only uplink is `upstream`: every package is proxied and
-    kept in its storage (a temp folder), so from the second request on it answers from loopback.
+    """A Verdaccio on a free 127.0.0.1 port, kept in a temp folder (config, storage, log).
 
-    The install is the test harness's (<repo>/.local/verdaccio, made the same way if missing)."""
+    Verdaccio(uplink): its only uplink is `uplink`; every package is proxied and kept in its
+    storage, so from the second request on it answers from loopback.  Verdaccio(): a fresh,
+    empty registry with no uplinks, as the tests run it, which an authenticated user can
+    publish to (benches/swap.py creates the user and publishes).  See verdaccio_config.
 
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.url = ""
-        self._dir: tempfile.TemporaryDirectory | None = None
-        self._proc: subprocess.Popen | None = None
+    The install is the test harness's (<repo>/.local/verdaccio, made the same way if missing).
+    start() tries up to VERDACCIO_PORT_ATTEMPTS ports, each with a new nonce as `user_agent`:
+    it is up when GET /-/ping answers 200 with that nonce as X-Powered-By, so a server that
+    got the port first is not taken for ours; if Verdaccio exits with EADDRINUSE in its log,
+    the port was taken between the pick and its listen, and the next attempt picks another.
+    Any other failure stops it and raises BenchError with its log.  stop() (also on leaving
+    a `with`) sends SIGTERM to its process group, SIGKILL after VERDACCIO_STOP_GRACE s, and
+    deletes its folder.
+    """
 
-    def start(self, timeout: float = 60.0) -> None:
-        import socket
-        import urllib.request
+    def __init__(self, uplink: str | None = None) -> None:
+        self.uplink = uplink
+        self.proc: subprocess.Popen | None = None
+        self.dir: Path | None = None
+        self.port = 0
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def log_text(self) -> str:
+        """Its output so far (stdout and stderr), '' once stopped."""
+        try:
+            return (self.dir / "verdaccio.log").read_text(errors="replace") if self.dir else ""
+        except OSError:
+            return ""
+
+    def start(self) -> None:
         main = ensure_verdaccio()
         node = shutil.which("node")
         if node is None:
-            raise BenchError("node not found on PATH")
-        self._dir = tempfile.TemporaryDirectory(prefix="tend-bench-verdaccio-")
-        d = Path(self._dir.name)
-        (d / "config.yaml").write_text(
-            f'storage: "{d}/storage"\n'
-            f'plugins: "{d}/plugins"\n'
-            "web:\n  enable: false\n"
-            f'auth:\n  htpasswd:\n    file: "{d}/htpasswd"\n'
-            f"uplinks:\n  upstream:\n    url: {self.upstream}\n    timeout: 60s\n    maxage: 60m\n"
-            "packages:\n"
-            '  "@*/*":\n    access: $all\n    proxy: upstream\n'
-            '  "**":\n    access: $all\n    proxy: upstream\n'
-            "server:\n  keepAliveTimeout: 5\n"
-            "log:\n  type: stdout\n  format: pretty\n  level: warn\n"
-        )
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/"
-        log_file = open(d / "verdaccio.log", "wb")
-        self._proc = subprocess.Popen(
-            [node, str(main), "--config", str(d / "config.yaml"),
-             "--listen", f"127.0.0.1:{port}"],
-            cwd=d, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, process_group=0,
-        )
-        log_file.close()
-        deadline = time.monotonic() + timeout
-        while True:
+            raise BenchError("node not found on PATH (Verdaccio needs it)")
+        last_log = ""
+        for _ in range(VERDACCIO_PORT_ATTEMPTS):
+            self.dir = Path(tempfile.mkdtemp(prefix="tend-bench-verdaccio-"))
+            nonce = f"verdaccio/{VERDACCIO_VERSION} tend-bench-{os.getpid()}-{time.time_ns()}"
+            config = self.dir / "config.yaml"
+            config.write_text(verdaccio_config(self.dir, nonce, self.uplink))
+            self.port = free_port()
+            with open(self.dir / "verdaccio.log", "wb") as out:
+                self.proc = subprocess.Popen(
+                    [node, str(main), "--config", str(config),
+                     "--listen", f"127.0.0.1:{self.port}"],
+                    cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, killed as a whole
+                )
+            why = self._wait_ready(nonce)
+            if why is None:
+                return
+            text = self.log_text()
+            self.stop()
+            if why != "port taken":
+                raise BenchError(f"verdaccio did not start on port {self.port}: {why}\n"
+                                 f"--- verdaccio output ---\n{text}")
+            last_log = text
+        raise BenchError(f"verdaccio: no free port after {VERDACCIO_PORT_ATTEMPTS} attempts\n"
+                         f"--- verdaccio output ---\n{last_log}")
+
+    def _wait_ready(self, nonce: str) -> str | None:
+        """None once it answers as ours; else why not ("port taken" if it lost the port)."""
+        deadline = time.monotonic() + VERDACCIO_START_DEADLINE
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                return "port taken" if "EADDRINUSE" in self.log_text() else f"it exited with {code}"
             try:
-                with urllib.request.urlopen(self.url + "-/ping", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
+                status, headers, _ = http_request(self.port, "GET", "/-/ping", timeout=5)
+                if status == 200 and headers.get("x-powered-by") == nonce:
+                    return None
+                last = f"/-/ping answered {status} ({headers.get('x-powered-by')!r})"
+            except OSError as e:
+                last = str(e)
+            time.sleep(0.05)
+        return f"no answer to GET /-/ping within {VERDACCIO_START_DEADLINE:g} s ({last})"
+
+    def stop(self) -> None:
+        """SIGTERM to the process group, SIGKILL after a grace, reap; delete its folder."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            pgid = proc.pid  # start_new_session: the group is the leader's pid
+            if proc.poll() is None:
+                try:
+                    os.killpg(pgid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout=VERDACCIO_STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    pass
+            try:
+                os.killpg(pgid, signal.SIGKILL)  # whatever is left of the group
+            except ProcessLookupError:
                 pass
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                text = (d / "verdaccio.log").read_text(errors="replace")[-2000:]
-                self.stop()
-                raise BenchError(f"verdaccio did not start on port {port}:\n{text}")
-            time.sleep(0.1)
+            proc.wait()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
     def __enter__(self) -> "Verdaccio":
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # ^C mid-start too: __exit__ will not run
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            os.killpg(self._proc.pid, 15)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, 9)
-                self._proc.wait()
-        self._proc = None
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None

@@ -18,15 +18,16 @@ Usage (from anywhere; paths are resolved relative to this file's repository):
       --tend PATH    time this binary instead of target/release/tend (implies --no-build)
       --json         print the figures as JSON instead of a table
 
-The registry: a Verdaccio 5 from the install the tests use, <repo>/.local/verdaccio (if it
-is missing, this script installs it there the way tests/util/npm.rs does: verdaccio@5.33.0
-with node-fetch overridden to 2.7.0), started on a free loopback port with the test
-harness's config (tests/util/registry.rs: own storage, htpasswd auth, no uplinks,
-max_body_size 50mb), its whole process group stopped at the end.  tend-fixture-mcp
-(tests/fixtures/packages/) is published at 1.0.0 and 1.1.0 in-process, as the harness's
-publish_direct does: a PUT of the packument with the gzipped tarball (`package/` prefix,
-npm's fixed mtime) base64-encoded in `_attachments`, sha512 SRI integrity and sha1 shasum,
-with the bearer token of a user created on the registry.
+The registry: benchlib.Verdaccio() - a Verdaccio 5 from the install the tests use,
+<repo>/.local/verdaccio (if it is missing, this script installs it there the way
+tests/util/npm.rs does: verdaccio@5.33.0 with node-fetch overridden to 2.7.0), started on a
+free loopback port (another if that one is taken first, the server answering checked to be
+this one by a nonce) with the test harness's config (tests/util/registry.rs: own storage,
+htpasswd auth, no uplinks, max_body_size 50mb), its whole process group stopped at the end.
+tend-fixture-mcp (tests/fixtures/packages/) is published at 1.0.0 and 1.1.0 in-process, as
+the harness's publish_direct does: a PUT of the packument with the gzipped tarball
+(`package/` prefix, npm's fixed mtime) base64-encoded in `_attachments`, sha512 SRI
+integrity and sha1 shasum, with the bearer token of a user created on the registry.
 
 The site (a temp folder, removed afterwards):
 
@@ -82,14 +83,11 @@ import argparse
 import base64
 import gzip
 import hashlib
-import http.client
 import io
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -106,8 +104,9 @@ from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     REPO,
     VERDACCIO_VERSION,
     BenchError,
-    ensure_verdaccio,
+    Verdaccio,
     host_info,
+    http_request,
     log,
     positive,
     print_rows,
@@ -124,207 +123,64 @@ OLD, NEW = "1.0.0", "1.1.0"
 
 TARGET_SWITCH_US = 1000.0
 
-START_DEADLINE = 30.0
-STOP_GRACE = 3.0
-PORT_ATTEMPTS = 5
 USER, PASSWORD = "tend", "tend-bench-password"
 
 
 # --------------------------------------------------------------------------
-# Verdaccio (tests/util/registry.rs and tests/util/npm.rs, in Python)
+# Publishing to the empty registry (tests/util/registry.rs, in Python)
 
 
-def config_yaml(d: Path, nonce: str) -> str:
-    # The test harness's config; `user_agent` becomes X-Powered-By, which tells us the server
-    # answering on the port is ours.
-    return f"""storage: "{d}/storage"
-plugins: "{d}/plugins"
-user_agent: "{nonce}"
-web:
-  enable: false
-auth:
-  htpasswd:
-    file: "{d}/htpasswd"
-    max_users: 1000
-    algorithm: sha1
-uplinks: {{}}
-packages:
-  "@*/*":
-    access: $all
-    publish: $authenticated
-    unpublish: $authenticated
-  "**":
-    access: $all
-    publish: $authenticated
-    unpublish: $authenticated
-server:
-  keepAliveTimeout: 5
-publish:
-  allow_offline: true
-max_body_size: 50mb
-log:
-  type: stdout
-  format: pretty
-  level: http
-"""
+def create_user(registry: Verdaccio) -> str:
+    """create_user of tests/util/registry.rs: a user on the registry; its bearer token."""
+    body = json.dumps({
+        "_id": f"org.couchdb.user:{USER}", "name": USER, "password": PASSWORD,
+        "email": "tend@example.invalid", "type": "user", "roles": [],
+    }).encode()
+    status, _, text = http_request(registry.port, "PUT", f"/-/user/org.couchdb.user:{USER}",
+                                   {"Content-Type": "application/json"}, body)
+    if status not in (200, 201):
+        raise BenchError(f"verdaccio: create user: {status} {text[:300]!r}")
+    token = json.loads(text).get("token")
+    if not token:
+        raise BenchError(f"verdaccio: no token in {text[:300]!r}")
+    return token
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
-                 body: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers={"User-Agent": "tend-bench", **(headers or {})})
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
-
-
-class Verdaccio:
-    """A fresh, empty Verdaccio on a free loopback port; stop() kills its process group."""
-
-    def __init__(self, main: Path) -> None:
-        self.main = main
-        self.proc: subprocess.Popen | None = None
-        self.dir: Path | None = None
-        self.port = 0
-        self.token = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def log_text(self) -> str:
-        try:
-            return (self.dir / "verdaccio.log").read_text(errors="replace") if self.dir else ""
-        except OSError:
-            return ""
-
-    def start(self) -> None:
-        node = shutil.which("node")
-        if node is None:
-            raise BenchError("node not found on PATH (Verdaccio needs it)")
-        last_log = ""
-        for _ in range(PORT_ATTEMPTS):
-            self.dir = Path(tempfile.mkdtemp(prefix="tend-bench-registry-"))
-            nonce = f"tend-bench-registry-{os.getpid()}-{time.time_ns()}"
-            config = self.dir / "config.yaml"
-            config.write_text(config_yaml(self.dir, nonce))
-            self.port = free_port()
-            with open(self.dir / "verdaccio.log", "wb") as out:
-                self.proc = subprocess.Popen(
-                    [node, str(self.main), "--config", str(config),
-                     "--listen", f"127.0.0.1:{self.port}"],
-                    cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, killed as a whole
-                )
-            why = self._wait_ready(nonce)
-            if why is None:
-                self.token = self._create_user()
-                return
-            text = self.log_text()
-            self.stop()
-            if why != "port taken":
-                raise BenchError(f"verdaccio did not start on port {self.port}: {why}\n"
-                                 f"--- verdaccio output ---\n{text}")
-            last_log = text
-        raise BenchError(f"verdaccio: no free port after {PORT_ATTEMPTS} attempts\n"
-                         f"--- verdaccio output ---\n{last_log}")
-
-    def _wait_ready(self, nonce: str) -> str | None:
-        deadline = time.monotonic() + START_DEADLINE
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = self.proc.poll()
-            if code is not None:
-                return "port taken" if "EADDRINUSE" in self.log_text() else f"it exited with {code}"
-            try:
-                status, headers, _ = http_request(self.port, "GET", "/-/ping", timeout=5)
-                if status == 200 and headers.get("x-powered-by") == nonce:
-                    return None
-                last = f"/-/ping answered {status} ({headers.get('x-powered-by')!r})"
-            except OSError as e:
-                last = str(e)
-            time.sleep(0.05)
-        return f"no answer to GET /-/ping within {START_DEADLINE:g} s ({last})"
-
-    def _create_user(self) -> str:
-        body = json.dumps({
-            "_id": f"org.couchdb.user:{USER}", "name": USER, "password": PASSWORD,
-            "email": "tend@example.invalid", "type": "user", "roles": [],
-        }).encode()
-        status, _, text = http_request(self.port, "PUT", f"/-/user/org.couchdb.user:{USER}",
-                                       {"Content-Type": "application/json"}, body)
-        if status not in (200, 201):
-            raise BenchError(f"verdaccio: create user: {status} {text[:300]!r}")
-        token = json.loads(text).get("token")
-        if not token:
-            raise BenchError(f"verdaccio: no token in {text[:300]!r}")
-        return token
-
-    def publish_fixture(self, src: Path, version: str, tag: str = "latest") -> None:
-        """publish_direct of tests/util/registry.rs: the packument npm publish PUTs."""
-        manifest = json.loads((src / "package.json").read_text())
-        manifest["version"] = version
-        name = manifest["name"]
-        tgz = pack(src, manifest)
-        file = f"{name.rsplit('/', 1)[-1]}-{version}.tgz"
-        manifest["_id"] = f"{name}@{version}"
-        manifest["dist"] = {
-            "integrity": "sha512-" + base64.b64encode(hashlib.sha512(tgz).digest()).decode(),
-            "shasum": hashlib.sha1(tgz).hexdigest(),
-            "tarball": f"{self.url}{name}/-/{file}",
-        }
-        doc = {
-            "_id": name,
-            "name": name,
-            "description": manifest.get("description", ""),
-            "dist-tags": {tag: version},
-            "versions": {version: manifest},
-            "access": None,
-            "_attachments": {file: {
-                "content_type": "application/octet-stream",
-                "data": base64.b64encode(tgz).decode(),
-                "length": len(tgz),
-            }},
-        }
-        status, _, text = http_request(
-            self.port, "PUT", "/" + name.replace("/", "%2f"),
-            {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
-            json.dumps(doc).encode(),
-        )
-        if status not in (200, 201):
-            raise BenchError(f"publish {name}@{version}: {status} {text[:300]!r}\n"
-                             f"--- verdaccio output ---\n{self.log_text()[-3000:]}")
-
-    def stop(self) -> None:
-        """SIGTERM to the process group, SIGKILL after a grace, reap; delete its folder."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            pgid = proc.pid  # start_new_session: the group is the leader's pid
-            if proc.poll() is None:
-                try:
-                    os.killpg(pgid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                try:
-                    proc.wait(timeout=STOP_GRACE)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(pgid, signal.SIGKILL)  # whatever is left of the group
-            except ProcessLookupError:
-                pass
-            proc.wait()
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
+def publish_fixture(registry: Verdaccio, token: str, src: Path, version: str,
+                    tag: str = "latest") -> None:
+    """publish_direct of tests/util/registry.rs: the packument npm publish PUTs."""
+    manifest = json.loads((src / "package.json").read_text())
+    manifest["version"] = version
+    name = manifest["name"]
+    tgz = pack(src, manifest)
+    file = f"{name.rsplit('/', 1)[-1]}-{version}.tgz"
+    manifest["_id"] = f"{name}@{version}"
+    manifest["dist"] = {
+        "integrity": "sha512-" + base64.b64encode(hashlib.sha512(tgz).digest()).decode(),
+        "shasum": hashlib.sha1(tgz).hexdigest(),
+        "tarball": f"{registry.url}{name}/-/{file}",
+    }
+    doc = {
+        "_id": name,
+        "name": name,
+        "description": manifest.get("description", ""),
+        "dist-tags": {tag: version},
+        "versions": {version: manifest},
+        "access": None,
+        "_attachments": {file: {
+            "content_type": "application/octet-stream",
+            "data": base64.b64encode(tgz).decode(),
+            "length": len(tgz),
+        }},
+    }
+    status, _, text = http_request(
+        registry.port, "PUT", "/" + name.replace("/", "%2f"),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        json.dumps(doc).encode(),
+    )
+    if status not in (200, 201):
+        raise BenchError(f"publish {name}@{version}: {status} {text[:300]!r}\n"
+                         f"--- verdaccio output ---\n{registry.log_text()[-3000:]}")
 
 
 def pack(src: Path, manifest: dict) -> bytes:
@@ -496,17 +352,17 @@ def main(argv: list[str]) -> int:
     if not FIXTURE.is_dir():
         raise BenchError(f"no fixture package at {FIXTURE}")
     tend_bin = resolve_tend(args)
-    verdaccio_main = ensure_verdaccio()
     env = {k: v for k, v in os.environ.items()
            if k not in ("TEND_TOKEN", "TEND_LOG", "TEND_SITE", "TEND_NOW", "TEND_HOME", "TEND_CRASH_AT")}
 
-    registry = Verdaccio(verdaccio_main)
+    registry = Verdaccio()  # empty, publishing allowed
     tmp = Path(tempfile.mkdtemp(prefix="tend-bench-swap-")).resolve()
     try:
         log("starting verdaccio")
         registry.start()
+        token = create_user(registry)
         for v in (OLD, NEW):
-            registry.publish_fixture(FIXTURE, v)
+            publish_fixture(registry, token, FIXTURE, v)
         log(f"registry {registry.url}: {PACKAGE} {OLD} and {NEW} published")
 
         site, token_file = write_site(tmp, registry.url)
