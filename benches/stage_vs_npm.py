@@ -275,7 +275,9 @@ def main(argv: list[str]) -> int:
     tend_env = dict(base_env, TEND_TOKEN=token)
     # tend runs `npm` from PATH: a wrapper first on its PATH records when that npm started
     # and ended, which splits tend's wall time into npm's part and tend's own.
-    span_dir = Path(tempfile.mkdtemp(prefix="tend-bench-npm-span-"))
+    # (a TemporaryDirectory removes itself when collected or at exit, whatever happens here)
+    span_tmp = tempfile.TemporaryDirectory(prefix="tend-bench-npm-span-")
+    span_dir = Path(span_tmp.name)
     span_log = span_dir / "spans"
     (span_dir / "npm").write_text(
         "#!/bin/sh\n"
@@ -296,6 +298,7 @@ def main(argv: list[str]) -> int:
 
     with contextlib.ExitStack() as stack:
         tmp_s = stack.enter_context(tempfile.TemporaryDirectory(prefix="tend-bench-stage-"))
+        stack.enter_context(span_tmp)
         proxy = (stack.enter_context(RegistryProxy(upstream, rewrite_tarballs=True))
                  if args.loopback_proxy else None)
         verdaccio = stack.enter_context(Verdaccio(upstream)) if args.verdaccio else None
