@@ -202,6 +202,26 @@ def capture(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, byt
     return (time.perf_counter() - t0) * 1000.0, proc.stdout, proc.stderr, proc.returncode
 
 
+def capture_ok(what: str, argv: list[str], cwd: Path, env: dict[str, str],
+               registry: str | None = None) -> tuple[float, bytes, bytes]:
+    """capture(), and a BenchError quoting its stderr (with a hint about tend's TLS roots
+    when a registry is named) when the command fails; (wall ms, stdout, stderr)."""
+    ms, out, err, code = capture(argv, cwd, env)
+    if code != 0:
+        raise BenchError(
+            f"{what} failed with status {code}: {' '.join(argv)}\n"
+            f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
+            + (tend_failure_hint(err, registry) if registry is not None else "")
+        )
+    return ms, out, err
+
+
+def registry_note(registry: str, upstream: str, proxy: object, verdaccio: object) -> str:
+    """The log line naming the registry both tools use, and what stands in front of it."""
+    return (f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else "")
+            + (f" (loopback Verdaccio, uplink {upstream})" if verdaccio else ""))
+
+
 # --------------------------------------------------------------------------
 # The loopback proxy (--loopback-proxy)
 
@@ -591,34 +611,17 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(cache, ignore_errors=True)
 
         # Warm-ups, captured and checked.
-        log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else "")
-            + (f" (loopback Verdaccio, uplink {upstream})" if verdaccio else ""))
+        log(registry_note(registry, upstream, proxy, verdaccio))
         log("warm-up: tend cold, tend warm, ncu")
         drop_cache()
-        _, out, err, code = capture(tend_argv, tmp, tend_env)
-        if code != 0:
-            raise BenchError(
-                f"tend check failed with status {code}: {' '.join(tend_argv)}\n"
-                f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                + tend_failure_hint(err, registry)
-            )
+        _, out, err = capture_ok("tend check", tend_argv, tmp, tend_env, registry)
         cold_check = check_tend_json(out)
         cold_stderr = err.decode(errors="replace").rstrip()
         cache_after_cold = cache_summary(cache)
-        _, out, err, code = capture(tend_argv, tmp, tend_env)
-        if code != 0:
-            raise BenchError(
-                f"tend check (warm) failed with status {code}\n"
-                f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-            )
+        _, out, err = capture_ok("tend check (warm)", tend_argv, tmp, tend_env, registry)
         warm_check = check_tend_json(out)
         warm_stderr = err.decode(errors="replace").rstrip()
-        _, out, err, code = capture(ncu_argv, ncu_cwd, base_env)
-        if code != 0:
-            raise BenchError(
-                f"ncu failed with status {code}: {' '.join(ncu_argv)}\n"
-                f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-            )
+        _, out, _ = capture_ok("ncu", ncu_argv, ncu_cwd, base_env)
         ncu_upgrades = parse_ncu_json(out)
 
         # Cross-check: ncu's target is `latest`, as is tend's `latest` field.

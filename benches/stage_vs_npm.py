@@ -145,8 +145,8 @@ from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
 from check_vs_ncu import (  # noqa: E402  (the sibling benchmark: its registry proxy)
     PUBLIC_REGISTRY,
     RegistryProxy,
-    capture,
-    tend_failure_hint,
+    capture_ok,
+    registry_note,
 )
 
 PACKAGE = "@modelcontextprotocol/server-memory"
@@ -326,30 +326,17 @@ def main(argv: list[str]) -> int:
             d.mkdir()
             return d
 
-        log(f"registry: {registry}" + (f" (loopback proxy for {upstream})" if proxy else "")
-            + (f" (loopback Verdaccio, uplink {upstream})" if verdaccio else ""))
+        log(registry_note(registry, upstream, proxy, verdaccio))
         log("warm-up: tend, npm")
         clear_tend()
-        tend_warm_ms, out, err, code = capture(tend_argv, tmp, tend_env)
-        if code != 0:
-            raise BenchError(
-                f"tend stage failed with status {code}: {' '.join(tend_argv)}\n"
-                f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                + tend_failure_hint(err, registry)
-            )
+        tend_warm_ms, out, err = capture_ok("tend stage", tend_argv, tmp, tend_env, registry)
         staged = check_tend_json(out)
         tend_stderr = err.decode(errors="replace").rstrip()
         release = Path(staged["path"])
         tend_packages = count_packages(release / "node_modules")
         release_files = sum(1 for p in release.rglob("*") if p.is_file())
         def warm_up(argv: list[str], cwd: Path, what: str) -> float:
-            ms, _, err, code = capture(argv, cwd, npm_env)
-            if code != 0:
-                raise BenchError(
-                    f"{what} failed with status {code}: {' '.join(argv)}\n"
-                    f"--- stderr ---\n{err.decode(errors='replace').rstrip()}\n--------------"
-                )
-            return ms
+            return capture_ok(what, argv, cwd, npm_env)[0]
 
         d = fresh_folder()
         npm_warm_ms = warm_up(npm_argv, d, "npm install")
@@ -389,7 +376,7 @@ def main(argv: list[str]) -> int:
         direct_ms: list[float] = []
         if direct_argv is not None:
             d = fresh_folder()
-            capture(direct_argv, d, npm_env)  # its warm-up
+            warm_up(direct_argv, d, "npm install from the registry itself")
             shutil.rmtree(d)
         def settle() -> None:
             # Every arm deletes its tree (some 3,700 files) right after its run, and the
