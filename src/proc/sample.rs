@@ -70,11 +70,15 @@ impl Sample {
     }
 }
 
-/// Parses `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses, so
-/// the fields are counted from its last `)`.
+/// The fields of a `stat` file (a process's or a thread's) from field 3 (state) on. The
+/// command name (field 2) may hold spaces and parentheses, so they start after its last `)`.
+fn stat_fields(text: &str) -> Option<std::str::SplitAsciiWhitespace<'_>> {
+    Some(text[text.rfind(')')? + 1..].split_ascii_whitespace())
+}
+
+/// Parses `/proc/PID/stat`.
 fn parse_stat(pid: u32, text: &str) -> Option<(Member, u32)> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let fields: Vec<&str> = stat_fields(text)?.collect();
     // fields[0] is field 3 (state); field N is fields[N - 3].
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
     let member = Member {
@@ -182,8 +186,7 @@ fn cpu_ns(pid: u32) -> Option<(u64, u64)> {
         let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
         total += text.split_ascii_whitespace().next()?.parse::<u64>().ok()?;
         let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_ascii_whitespace().next());
-        running += u64::from(state == Some("R"));
+        running += u64::from(stat_fields(&stat).and_then(|mut f| f.next()) == Some("R"));
     }
     Some((total, running))
 }
