@@ -34,6 +34,12 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def env_without_tend() -> dict[str, str]:
+    """This process's environment without any TEND_* variable (a token, a log level, a site,
+    a fixed clock, a test hook), so that tend runs only as the benchmark sets it up."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TEND_")}
+
+
 def run_main(main: Callable[[list[str]], int]) -> None:
     """The scripts' entry point: exit 1 on BenchError, 130 on ^C."""
     try:

@@ -76,7 +76,7 @@ children's stdout to /dev/null):
                 ncu run downloads every packument: it has no warm state.
                 ncu is a Node program: its figures include Node's start-up.
 
-TEND_TOKEN, TEND_LOG, TEND_SITE, TEND_NOW and TEND_HOME are removed from
+Every TEND_* variable (TEND_TOKEN, TEND_LOG, TEND_SITE, ...) is removed from
 tend's environment.
 
 Each command gets one warm-up run (its stdout is captured and checked: tend's
@@ -125,6 +125,7 @@ from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     BenchError,
     Verdaccio,
     host_info,
+    env_without_tend,
     log,
     positive,
     print_rows,
@@ -584,10 +585,7 @@ def main(argv: list[str]) -> int:
     ncu_bin = find_ncu(args.ncu)
 
     base_env = dict(os.environ)
-    tend_env = {
-        k: v for k, v in base_env.items()
-        if k not in ("TEND_TOKEN", "TEND_LOG", "TEND_SITE", "TEND_NOW", "TEND_HOME")
-    }
+    tend_env = env_without_tend()
     version = ncu_version(ncu_bin, base_env)
 
     with contextlib.ExitStack() as stack:

@@ -46,8 +46,8 @@ and stderr to /dev/null):
 
     tend:  <tend> --site <bench>/tend.toml -q --json prune --dry-run
            (without a token prune only plans: it takes the site lock, scans,
-           plans, writes a run report and two audit records).  TEND_TOKEN,
-           TEND_LOG and TEND_SITE are removed from its environment.
+           plans, writes a run report and two audit records).  Every TEND_*
+           variable is removed from its environment.
     peer:  find ROOT -mtime +7   then   du -s ROOT
            timed as one figure (find+du), and each on its own as well.
 
@@ -84,6 +84,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     REPO,
     BenchError,
+    env_without_tend,
     log,
     positive,
     resolve_tend,
@@ -354,7 +355,7 @@ def main(argv: list[str]) -> int:
     marker = ensure_tree(args.rebuild)
     write_site()
 
-    env = {k: v for k, v in os.environ.items() if k not in ("TEND_TOKEN", "TEND_LOG", "TEND_SITE")}
+    env = env_without_tend()
     tend_argv = [str(tend_bin), "--site", str(SITE), "-q", "--json", "prune", "--dry-run"]
     find_argv = [find_bin, str(ROOT), "-mtime", "+7"]
     du_argv = [du_bin, "-s", str(ROOT)]

@@ -134,6 +134,7 @@ from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     BenchError,
     Verdaccio,
     host_info,
+    env_without_tend,
     log,
     positive,
     resolve_tend,
@@ -268,10 +269,7 @@ def main(argv: list[str]) -> int:
     tend_bin = resolve_tend(args)
 
     token = secrets.token_urlsafe(32)
-    base_env = {
-        k: v for k, v in os.environ.items()
-        if k not in ("TEND_TOKEN", "TEND_LOG", "TEND_SITE", "TEND_NOW", "TEND_HOME")
-    }
+    base_env = env_without_tend()
     tend_env = dict(base_env, TEND_TOKEN=token)
     # tend runs `npm` from PATH: a wrapper first on its PATH records when that npm started
     # and ended, which splits tend's wall time into npm's part and tend's own.

@@ -107,6 +107,7 @@ from benchlib import (  # noqa: E402  (helpers shared by the benchmarks)
     Verdaccio,
     host_info,
     http_request,
+    env_without_tend,
     log,
     positive,
     print_rows,
@@ -352,8 +353,7 @@ def main(argv: list[str]) -> int:
     if not FIXTURE.is_dir():
         raise BenchError(f"no fixture package at {FIXTURE}")
     tend_bin = resolve_tend(args)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TEND_TOKEN", "TEND_LOG", "TEND_SITE", "TEND_NOW", "TEND_HOME", "TEND_CRASH_AT")}
+    env = env_without_tend()
 
     registry = Verdaccio()  # empty, publishing allowed
     tmp = Path(tempfile.mkdtemp(prefix="tend-bench-swap-")).resolve()

@@ -109,6 +109,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     REPO,
     BenchError,
+    env_without_tend,
     host_info,
     log,
     npm_install_once,
@@ -155,7 +156,6 @@ KNOBS: list[tuple[str, str]] = [
     ("all four down", 'idle_window: "0ms", pings: 0, burst: 0, shutdown_grace: "0ms"'),
 ]
 
-TEND_ENV_DROP = ("TEND_TOKEN", "TEND_LOG", "TEND_SITE", "TEND_NOW", "TEND_HOME")
 
 
 @dataclass
@@ -356,7 +356,7 @@ def main(argv: list[str]) -> int:
     insp_version = inspector_version(launcher)
 
     base_env = dict(os.environ)
-    tend_env = {k: v for k, v in base_env.items() if k not in TEND_ENV_DROP}
+    tend_env = env_without_tend()
 
     with tempfile.TemporaryDirectory(prefix="tend-bench-test-") as tmp_s:
         tmp = Path(tmp_s).resolve()
